@@ -1,0 +1,27 @@
+// What GPUs this process can see. Safe to call in any build: without CUDA (or without a GPU)
+// cuda_device_count() is 0 and never throws.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace muongpt {
+
+struct DeviceInfo {
+  int index = 0;
+  std::string name;
+  int cc_major = 0, cc_minor = 0;
+  size_t total_bytes = 0;
+  int sm_count = 0;
+};
+
+bool built_with_cuda();
+int cuda_device_count();
+DeviceInfo cuda_device_info(int index);
+std::string describe_devices();  // one line per GPU, or why there is none
+
+// Toolchain smoke test: y ← a·x + y computed by a CUDA kernel on device 0 (host arrays in/out).
+void cuda_axpy(float a, const float* x, float* y, int64_t n);
+
+}  // namespace muongpt

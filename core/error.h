@@ -1,0 +1,39 @@
+// Errors are exceptions that carry their context: which file (or component), what was expected,
+// what was found. The CLI prints them as `muongpt: error: <what()>` and exits non-zero.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace muongpt {
+
+class Error : public std::runtime_error {
+ public:
+  // `where` names the file (or component) the problem is in; `what` says what was wrong.
+  Error(const std::string& where, const std::string& what)
+      : std::runtime_error(where.empty() ? what : where + ": " + what), where_(where) {}
+  const std::string& where() const { return where_; }
+
+ private:
+  std::string where_;
+};
+
+// Builds a message from streamable parts: fail("config.toml", "d_model ", d, " is not ...").
+template <typename... Parts>
+[[noreturn]] void fail(const std::string& where, Parts&&... parts) {
+  std::ostringstream os;
+  (os << ... << std::forward<Parts>(parts));
+  throw Error(where, os.str());
+}
+
+// Internal invariant violated: a bug in muongpt, not bad input.
+#define MG_CHECK(cond, ...)                                                            \
+  do {                                                                                 \
+    if (!(cond))                                                                       \
+      ::muongpt::fail(std::string(__FILE__) + ":" + std::to_string(__LINE__),          \
+                      "internal check failed: " #cond " " __VA_OPT__(, ) __VA_ARGS__); \
+  } while (0)
+
+}  // namespace muongpt

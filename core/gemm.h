@@ -1,0 +1,23 @@
+// CPU matrix multiply, row-major: C[M, N] = alpha · op(A) · op(B) + beta · C, where op(X) is X or
+// Xᵀ. A is [M, K] (or [K, M] when trans_a), B is [K, N] (or [N, K] when trans_b); ld* are row
+// strides in elements. beta = 0 ignores C's old contents (NaN in C does not leak through).
+//
+// gemm() goes through CBLAS (OpenBLAS) when the build found it, else through gemm_plain();
+// gemm_plain() is always built so tests compare the two.
+#pragma once
+
+#include <cstdint>
+
+namespace muongpt {
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+template <typename T>
+void gemm_plain(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+bool gemm_uses_cblas();
+
+}  // namespace muongpt

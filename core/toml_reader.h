@@ -1,0 +1,43 @@
+// Typed, checked reading of one TOML section. Every error names the file, the section and the
+// key; keys nobody asked for are reported by finish(), so a typo never passes silently.
+#pragma once
+
+#include <toml++/toml.h>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+
+namespace muongpt {
+
+// Parses a whole TOML file; a syntax error becomes Error(path, "line L, column C: ...").
+toml::table parse_toml_file(const std::string& path);
+toml::table parse_toml_string(std::string_view text, const std::string& source_name);
+
+class TomlSection {
+ public:
+  // `table` may be null (section absent: every key takes its default).
+  TomlSection(const toml::table* table, std::string file, std::string section);
+  // Looks up `section` (dotted, e.g. "optim.muon") in `root`.
+  static TomlSection of(const toml::table& root, const std::string& file,
+                        const std::string& section);
+
+  int64_t get_int(std::string_view key, int64_t fallback);
+  double get_float(std::string_view key, double fallback);  // integers are accepted too
+  bool get_bool(std::string_view key, bool fallback);
+  std::string get_string(std::string_view key, const std::string& fallback);
+  // The raw node (or null), for keys that accept more than one type; marks the key as read.
+  const toml::node* get_node(std::string_view key);
+
+  // Fails on the first key in the section that no getter asked for.
+  void finish() const;
+  // "<file>: [section] key: <message>"
+  [[noreturn]] void fail_key(std::string_view key, const std::string& message) const;
+
+ private:
+  const toml::table* table_;
+  std::string file_, section_;
+  std::set<std::string, std::less<>> read_;
+};
+
+}  // namespace muongpt

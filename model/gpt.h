@@ -1,0 +1,98 @@
+// The GPT on the CPU, templated on the scalar type: float for training, double for gradient
+// checks. One arena holds parameters, gradients (same layout, each one contiguous buffer in
+// param_specs() order), the activations the backward needs, and scratch; nothing is allocated
+// after construction.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/params.h"
+
+namespace muongpt {
+
+template <typename T>
+class Gpt {
+ public:
+  // batch B and sequence length T (≤ cfg.seq_len) fix the activation buffers.
+  Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq);
+  Gpt(const Gpt&) = delete;
+  Gpt& operator=(const Gpt&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  int64_t batch() const { return B_; }
+  int64_t seq() const { return T_; }
+  size_t arena_bytes() const { return arena_.capacity(); }
+
+  const std::vector<ParamSpec>& specs() const { return specs_; }
+  Tensor param(size_t i) const { return values_[i]; }
+  Tensor grad(size_t i) const { return grads_[i]; }
+  // Index of a parameter by name, or -1.
+  int find(std::string_view name) const;
+  Tensor params_flat() const { return values_flat_; }
+  Tensor grads_flat() const { return grads_flat_; }
+
+  void init_params(uint64_t seed);  // the design's initialisation
+  void zero_grads();
+
+  // idx, targets: [B, T] token ids in [0, vocab_size). Returns the mean cross-entropy and keeps
+  // what the backward needs. Ids out of range are an Error.
+  T forward(const int32_t* idx, const int32_t* targets);
+  // Accumulates d(loss_scale · loss)/dθ of the last forward into the gradients. Consumes the
+  // logits (they become their gradient).
+  void backward(T loss_scale = T(1));
+  // [B·T, V] soft-capped logits of the last forward (valid until backward()).
+  Tensor logits() const;
+
+ private:
+  struct Block {  // pointers into the parameter (or gradient) buffer; null when absent
+    T *attn_norm = nullptr, *wq, *wk, *wv, *wo, *mlp_norm = nullptr, *w1, *w2;
+  };
+  struct Weights {
+    T *embed, *final_norm = nullptr, *head;
+    std::vector<Block> blocks;
+  };
+  struct LayerActs {     // what one block keeps for its backward; N = B·T rows
+    T* attn_in;          // [N, d]    rmsnorm(x): feeds wq, wk, wv
+    T* attn_rstd;        // [N]
+    T *q, *k, *v;        // [N, d]    projections (q, k before QK-norm)
+    T *q_rstd, *k_rstd;  // [N·H]
+    T *q_rot, *k_rot;    // [N, d]    normed and rotated
+    T* probs;            // [B, H, T, T]
+    T* attn_out;         // [N, d]    feeds wo
+    T* x_mid;            // [N, d]    residual stream after attention
+    T* mlp_in;           // [N, d]    feeds w1
+    T* mlp_rstd;         // [N]
+    T* mlp_pre;          // [N, F]
+    T* mlp_act;          // [N, F]    relu(mlp_pre)²: feeds w2
+  };
+
+  void layout(Arena& arena);
+  Weights bind(T* base) const;
+
+  ModelConfig cfg_;
+  int64_t B_, T_;
+  std::vector<ParamSpec> specs_;
+  Tensor values_flat_, grads_flat_;
+  std::vector<Tensor> values_, grads_;
+  Weights w_, g_;
+  std::vector<LayerActs> acts_;
+  std::vector<T*> resid_;                // L+1 × [N, d]: resid_[l] is block l's input
+  int32_t *idx_, *targets_;              // [N]
+  T *embed_raw_, *embed_rstd_;           // [N, d], [N]
+  T *final_in_, *final_rstd_;            // [N, d], [N]
+  T *logits_, *lse_;                     // [N, V], [N]
+  T *rope_cos_, *rope_sin_;              // [T, dh/2]
+  T *dx_, *da_, *dq_, *dk_, *dv_, *dy_;  // [N, d] gradient scratch
+  T *dh_, *dscores_;                     // [N, F], [T, T]
+  Arena arena_;  // last: its initialiser runs layout(), which fills the members above
+};
+
+extern template class Gpt<float>;
+extern template class Gpt<double>;
+
+}  // namespace muongpt

@@ -1,0 +1,213 @@
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "model/gpt.h"
+#include "model/ops/attention.h"
+#include "model/ops/cross_entropy.h"
+#include "model/ops/embedding.h"
+#include "model/ops/linear.h"
+#include "model/ops/relu2.h"
+#include "model/ops/rmsnorm.h"
+#include "model/ops/rope.h"
+
+namespace muongpt {
+
+template <typename T>
+Gpt<T>::Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq)
+    : cfg_(cfg),
+      B_(batch),
+      T_(seq),
+      specs_(param_specs(cfg)),
+      arena_(plan_arena(Device::cpu, [this](Arena& a) { layout(a); })) {
+  rope_tables(rope_cos_, rope_sin_, T_, cfg_.d_head, cfg_.rope_base);
+}
+
+// Carves every buffer out of the arena. Called twice by plan_arena (count, then allocate), so
+// it must not depend on anything but the config and the batch shape.
+template <typename T>
+void Gpt<T>::layout(Arena& a) {
+  cfg_.validate("model config");
+  if (B_ <= 0 || T_ <= 0 || T_ > cfg_.seq_len)
+    fail("model", "batch ", B_, " x sequence ", T_,
+         " is not possible (1 <= T <= seq_len = ", cfg_.seq_len, ")");
+  const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), F = cfg_.d_mlp(),
+                V = cfg_.vocab_size, L = cfg_.n_layer;
+  const DType dt = dtype_of<T>();
+  auto buf = [&](int64_t n) { return a.alloc(dt, {n}).template data<T>(); };
+
+  const int64_t P = param_count(specs_);
+  values_flat_ = a.alloc(dt, {P});
+  grads_flat_ = a.alloc(dt, {P});
+  values_.clear();
+  grads_.clear();
+  int64_t offset = 0;
+  for (const ParamSpec& s : specs_) {
+    auto view = [&](const Tensor& flat) {
+      return Tensor(flat.data<T>() ? flat.data<T>() + offset : nullptr, dt, s.shape);
+    };
+    values_.push_back(view(values_flat_));
+    grads_.push_back(view(grads_flat_));
+    offset += s.numel();
+  }
+  w_ = bind(values_flat_.data<T>());
+  g_ = bind(grads_flat_.data<T>());
+
+  idx_ = a.alloc(DType::i32, {N}).data<int32_t>();
+  targets_ = a.alloc(DType::i32, {N}).data<int32_t>();
+  embed_raw_ = buf(N * d);
+  embed_rstd_ = buf(N);
+  resid_.assign(L + 1, nullptr);
+  for (auto& r : resid_) r = buf(N * d);
+  acts_.assign(L, {});
+  for (LayerActs& x : acts_) {
+    x.attn_in = buf(N * d), x.attn_rstd = buf(N);
+    x.q = buf(N * d), x.k = buf(N * d), x.v = buf(N * d);
+    x.q_rstd = buf(N * H), x.k_rstd = buf(N * H);
+    x.q_rot = buf(N * d), x.k_rot = buf(N * d);
+    x.probs = buf(B_ * H * T_ * T_);
+    x.attn_out = buf(N * d), x.x_mid = buf(N * d);
+    x.mlp_in = buf(N * d), x.mlp_rstd = buf(N);
+    x.mlp_pre = buf(N * F), x.mlp_act = buf(N * F);
+  }
+  final_in_ = buf(N * d), final_rstd_ = buf(N);
+  logits_ = buf(N * V), lse_ = buf(N);
+  rope_cos_ = buf(T_ * cfg_.d_head / 2), rope_sin_ = buf(T_ * cfg_.d_head / 2);
+  dx_ = buf(N * d), da_ = buf(N * d), dq_ = buf(N * d), dk_ = buf(N * d), dv_ = buf(N * d);
+  dy_ = buf(N * d), dh_ = buf(N * F), dscores_ = buf(T_ * T_);
+}
+
+// Pointers to each parameter inside a flat buffer laid out in specs_ order.
+template <typename T>
+typename Gpt<T>::Weights Gpt<T>::bind(T* base) const {
+  Weights w;
+  w.blocks.resize(cfg_.n_layer);
+  int64_t offset = 0;
+  for (const ParamSpec& s : specs_) {
+    T* p = base ? base + offset : nullptr;
+    offset += s.numel();
+    const std::string& n = s.name;
+    if (n == "embed.weight")
+      w.embed = p;
+    else if (n == "head.weight")
+      w.head = p;
+    else if (n == "final_norm.weight")
+      w.final_norm = p;
+    else {  // blocks.{i}.<field>
+      size_t dot = n.find('.', 7);
+      Block& b = w.blocks[std::stoll(n.substr(7, dot - 7))];
+      std::string_view f = std::string_view(n).substr(dot + 1);
+      T** slot = f == "attn_norm.weight"  ? &b.attn_norm
+                 : f == "attn.wq"         ? &b.wq
+                 : f == "attn.wk"         ? &b.wk
+                 : f == "attn.wv"         ? &b.wv
+                 : f == "attn.wo"         ? &b.wo
+                 : f == "mlp_norm.weight" ? &b.mlp_norm
+                 : f == "mlp.w1"          ? &b.w1
+                 : f == "mlp.w2"          ? &b.w2
+                                          : nullptr;
+      MG_CHECK(slot, "unbound parameter ", n);
+      *slot = p;
+    }
+  }
+  return w;
+}
+
+template <typename T>
+int Gpt<T>::find(std::string_view name) const {
+  for (size_t i = 0; i < specs_.size(); ++i)
+    if (specs_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+template <typename T>
+void Gpt<T>::init_params(uint64_t seed) {
+  Rng rng(seed);
+  for (size_t i = 0; i < specs_.size(); ++i) init_param(specs_[i], values_[i].data<T>(), rng);
+}
+
+template <typename T>
+void Gpt<T>::zero_grads() {
+  std::memset(grads_flat_.raw(), 0, grads_flat_.nbytes());
+}
+
+template <typename T>
+Tensor Gpt<T>::logits() const {
+  return Tensor(logits_, dtype_of<T>(), {B_ * T_, cfg_.vocab_size});
+}
+
+template <typename T>
+T Gpt<T>::forward(const int32_t* idx, const int32_t* targets) {
+  const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
+                F = cfg_.d_mlp(), V = cfg_.vocab_size, L = cfg_.n_layer;
+  const T eps = T(cfg_.norm_eps), scale = T(cfg_.attention_scale()), cap = T(cfg_.softcap);
+  for (int64_t n = 0; n < N; ++n) {
+    if (idx[n] < 0 || idx[n] >= V || targets[n] < 0 || targets[n] >= V)
+      fail("model", "token id ", (idx[n] < 0 || idx[n] >= V ? idx[n] : targets[n]), " at position ",
+           n, " is outside the vocabulary [0, ", V, ")");
+  }
+  std::copy(idx, idx + N, idx_);
+  std::copy(targets, targets + N, targets_);
+
+  embedding_forward(embed_raw_, w_.embed, idx_, N, d);
+  rmsnorm_forward(resid_[0], embed_rstd_, embed_raw_, (const T*)nullptr, N, d, eps);
+  for (int64_t l = 0; l < L; ++l) {
+    const Block& w = w_.blocks[l];
+    LayerActs& a = acts_[l];
+    rmsnorm_forward(a.attn_in, a.attn_rstd, resid_[l], w.attn_norm, N, d, eps);
+    linear_forward(a.q, a.attn_in, w.wq, (const T*)nullptr, N, d, d);
+    linear_forward(a.k, a.attn_in, w.wk, (const T*)nullptr, N, d, d);
+    linear_forward(a.v, a.attn_in, w.wv, (const T*)nullptr, N, d, d);
+    rmsnorm_forward(a.q_rot, a.q_rstd, a.q, (const T*)nullptr, N * H, dh, eps);  // QK-norm
+    rmsnorm_forward(a.k_rot, a.k_rstd, a.k, (const T*)nullptr, N * H, dh, eps);
+    rope_forward(a.q_rot, rope_cos_, rope_sin_, B_, T_, H, dh);
+    rope_forward(a.k_rot, rope_cos_, rope_sin_, B_, T_, H, dh);
+    attention_forward(a.attn_out, a.probs, a.q_rot, a.k_rot, a.v, B_, T_, H, dh, scale);
+    linear_forward(a.x_mid, a.attn_out, w.wo, resid_[l], N, d, d);  // x + y·woᵀ
+    rmsnorm_forward(a.mlp_in, a.mlp_rstd, a.x_mid, w.mlp_norm, N, d, eps);
+    linear_forward(a.mlp_pre, a.mlp_in, w.w1, (const T*)nullptr, N, d, F);
+    relu2_forward(a.mlp_act, a.mlp_pre, N * F);
+    linear_forward(resid_[l + 1], a.mlp_act, w.w2, a.x_mid, N, F, d);  // x + b·w2ᵀ
+  }
+  rmsnorm_forward(final_in_, final_rstd_, resid_[L], w_.final_norm, N, d, eps);
+  linear_forward(logits_, final_in_, w_.head, (const T*)nullptr, N, d, V);  // first V rows only
+  return softcap_cross_entropy_forward(logits_, lse_, targets_, N, V, cap);
+}
+
+template <typename T>
+void Gpt<T>::backward(T loss_scale) {
+  const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
+                F = cfg_.d_mlp(), V = cfg_.vocab_size, L = cfg_.n_layer;
+  const T scale = T(cfg_.attention_scale()), cap = T(cfg_.softcap);
+
+  softcap_cross_entropy_backward(logits_, lse_, targets_, N, V, cap, loss_scale);  // → dlogits
+  linear_backward(da_, g_.head, logits_, final_in_, w_.head, N, d, V, false);
+  rmsnorm_backward(dx_, g_.final_norm, da_, resid_[L], w_.final_norm, final_rstd_, N, d, false);
+  for (int64_t l = L - 1; l >= 0; --l) {  // dx_ holds d(block output) = d(resid_[l + 1])
+    const Block& w = w_.blocks[l];
+    const Block& g = g_.blocks[l];
+    const LayerActs& a = acts_[l];
+    linear_backward(dh_, g.w2, dx_, a.mlp_act, w.w2, N, F, d, false);
+    relu2_backward(dh_, dh_, a.mlp_pre, N * F);
+    linear_backward(da_, g.w1, dh_, a.mlp_in, w.w1, N, d, F, false);
+    rmsnorm_backward(dx_, g.mlp_norm, da_, a.x_mid, w.mlp_norm, a.mlp_rstd, N, d, true);
+    linear_backward(dy_, g.wo, dx_, a.attn_out, w.wo, N, d, d, false);  // dx_ = d(x_mid)
+    attention_backward(dq_, dk_, dv_, dscores_, dy_, a.probs, a.q_rot, a.k_rot, a.v, B_, T_, H, dh,
+                       scale);
+    rope_backward(dq_, rope_cos_, rope_sin_, B_, T_, H, dh);
+    rope_backward(dk_, rope_cos_, rope_sin_, B_, T_, H, dh);
+    rmsnorm_backward(dq_, (T*)nullptr, dq_, a.q, (const T*)nullptr, a.q_rstd, N * H, dh, false);
+    rmsnorm_backward(dk_, (T*)nullptr, dk_, a.k, (const T*)nullptr, a.k_rstd, N * H, dh, false);
+    linear_backward(da_, g.wq, dq_, a.attn_in, w.wq, N, d, d, false);
+    linear_backward(da_, g.wk, dk_, a.attn_in, w.wk, N, d, d, true);
+    linear_backward(da_, g.wv, dv_, a.attn_in, w.wv, N, d, d, true);
+    rmsnorm_backward(dx_, g.attn_norm, da_, resid_[l], w.attn_norm, a.attn_rstd, N, d, true);
+  }
+  rmsnorm_backward(dx_, (T*)nullptr, dx_, embed_raw_, (const T*)nullptr, embed_rstd_, N, d, false);
+  embedding_backward(g_.embed, dx_, idx_, N, d);
+}
+
+template class Gpt<float>;
+template class Gpt<double>;
+
+}  // namespace muongpt

@@ -1,0 +1,35 @@
+// The parameter table: every tensor's name, shape and initialisation, in a fixed order (embed,
+// then each block, then the final norm and the head). The names and the order are an interface:
+// routing rules, telemetry, checkpoints and tools/reference/model.py use them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "model/config.h"
+
+namespace muongpt {
+
+enum class Init { normal, uniform, zero, ones };
+
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  Init init = Init::zero;
+  double scale = 0;  // std for normal, bound for uniform
+
+  int64_t numel() const;
+  std::string shape_str() const;  // "[768, 3072]"
+  std::string init_str() const;   // "N(0, 1)", "U(±0.0312)", "zero", "ones"
+};
+
+std::vector<ParamSpec> param_specs(const ModelConfig& cfg);
+int64_t param_count(const std::vector<ParamSpec>& specs);
+
+// Fills `out` (numel values) with the spec's initialisation drawn from `rng`.
+template <typename T>
+void init_param(const ParamSpec& spec, T* out, Rng& rng);
+
+}  // namespace muongpt

@@ -1,0 +1,94 @@
+// The muongpt binary as a user meets it: help, version, model-info, and one clear error line
+// with a non-zero exit for bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(MUONGPT_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+std::string write_config(const std::string& name, const std::string& text) {
+  auto path = std::filesystem::temp_directory_path() / ("muongpt_cli_" + name + ".toml");
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+TEST(Cli, HelpAndVersion) {
+  Result r = run("--help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("model-info"), std::string::npos);
+  r = run("--version");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out.rfind("muongpt 0.", 0), 0u) << r.out;
+  r = run("model-info --help");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("--config"), std::string::npos);
+}
+
+TEST(Cli, ModelInfoPrintsTheParameterTable) {
+  Result r =
+      run(std::string("model-info --config ") + MUONGPT_SOURCE_DIR + "/configs/speedrun-124m.toml");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("blocks.11.mlp.w2"), std::string::npos);
+  EXPECT_NE(r.out.find("[3072, 768]"), std::string::npos);
+  // 2·50304·768 + 12·12·768² = 162,201,600
+  EXPECT_NE(r.out.find("total 162201600 parameters"), std::string::npos) << r.out;
+  r = run(std::string("model-info --config ") + MUONGPT_SOURCE_DIR + "/configs/quickstart.toml");
+  EXPECT_EQ(r.status, 0) << r.out;
+}
+
+TEST(Cli, BadInputGivesOneErrorLine) {
+  struct Case {
+    std::string args, expect;
+  };
+  const std::string unknown = write_config("unknown", "[model]\nn_layers = 2\n");
+  const std::string indivisible = write_config("indiv", "[model]\nd_model = 100\nd_head = 64\n");
+  const std::string negative = write_config("neg", "[model]\nseq_len = -5\n");
+  const std::string syntax = write_config("syntax", "[model]\nd_model = \n");
+  for (const Case& c : {
+           Case{"model-info --config " + unknown, unknown + ": [model] unknown key 'n_layers'"},
+           Case{"model-info --config " + indivisible,
+                indivisible + ": [model] d_model = 100: must be divisible by d_head (64)"},
+           Case{"model-info --config " + negative,
+                negative + ": [model] seq_len = -5: must be positive"},
+           Case{"model-info --config " + syntax, syntax + ": TOML syntax error at line 2"},
+           Case{"model-info --config /nonexistent.toml", "/nonexistent.toml: cannot read file"},
+           Case{"model-info", "--config FILE is required"},
+           Case{"model-info --bogus", "model-info:"},
+           Case{"frobnicate", "unknown command 'frobnicate'"},
+       }) {
+    Result r = run(c.args);
+    EXPECT_NE(r.status, 0) << c.args;
+    EXPECT_EQ(lines(r.out), 1) << c.args << "\n" << r.out;
+    EXPECT_EQ(r.out.rfind("muongpt: error: ", 0), 0u) << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
+  }
+}
+
+}  // namespace

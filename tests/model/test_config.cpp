@@ -1,0 +1,55 @@
+// The [model] section: defaults, round trip, and one clear error per bad value.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "testing/model_util.h"
+
+namespace muongpt {
+namespace {
+
+std::string error_of(const std::string& text) {
+  try {
+    testing::config_from_text(text);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ModelConfig, DefaultsAreTheSpeedrunModel) {
+  ModelConfig c = testing::config_from_text("[model]\n");
+  EXPECT_EQ(c.vocab_padded(), 50304);
+  EXPECT_EQ(c.n_head(), 6);
+  EXPECT_DOUBLE_EQ(c.attention_scale(), 0.12);
+  EXPECT_EQ(param_count(param_specs(c)), 2 * 50304 * 768 + 12 * 12 * 768 * 768);
+}
+
+TEST(ModelConfig, ToTomlRoundTrips) {
+  for (ModelConfig c : {testing::tiny_config(), testing::tiny_gains_config()}) {
+    ModelConfig back = testing::config_from_text(c.to_toml());
+    EXPECT_EQ(back.to_toml(), c.to_toml());
+  }
+  EXPECT_DOUBLE_EQ(testing::tiny_gains_config().attention_scale(), 1.0 / std::sqrt(32.0));
+}
+
+TEST(ModelConfig, ErrorsNameTheKey) {
+  EXPECT_EQ(error_of("[model]\nd_modle = 64\n"), "test-config: [model] unknown key 'd_modle'");
+  EXPECT_EQ(error_of("[model]\nd_model = 100\nd_head = 64\n"),
+            "test-config: [model] d_model = 100: must be divisible by d_head (64)");
+  EXPECT_EQ(error_of("[model]\nn_layer = -2\n"),
+            "test-config: [model] n_layer = -2: must be positive");
+  EXPECT_EQ(error_of("[model]\nn_layer = 2.5\n"),
+            "test-config: [model] n_layer: expected an integer, found a float");
+  EXPECT_EQ(error_of("[model]\nnorm_gains = 1\n"),
+            "test-config: [model] norm_gains: expected true or false, found an integer");
+  EXPECT_EQ(
+      error_of("[model]\nattn_scale = \"big\"\n"),
+      "test-config: [model] attn_scale: expected a number or \"1/sqrt(d_head)\", found \"big\"");
+  EXPECT_EQ(error_of("[model]\nsoftcap = -1.0\n"),
+            "test-config: [model] softcap = -1: must be >= 0 (0 turns it off)");
+  EXPECT_EQ(error_of("model = 3\n"), "test-config: [model] must be a table");
+  EXPECT_NE(error_of("[model\n").find("TOML syntax error at line 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace muongpt

@@ -1,0 +1,9 @@
+// The `muongpt` subcommands. Each parses its own flags (argv[0] is the subcommand name), prints
+// its own --help, returns the exit code, and throws Error for bad input.
+#pragma once
+
+namespace muongpt {
+
+int cmd_model_info(int argc, char** argv);
+
+}  // namespace muongpt

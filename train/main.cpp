@@ -1,0 +1,72 @@
+// The `muongpt` binary: dispatches to a subcommand and turns errors into one line on stderr.
+#include <cstdio>
+#include <cstring>
+#include <cxxopts.hpp>
+#include <exception>
+#include <string_view>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/version.h"
+#include "tools/commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int, char**);
+};
+
+constexpr Command kCommands[] = {
+    {"model-info", "print the parameter table of a model config", muongpt::cmd_model_info},
+};
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out,
+               "muongpt %s: train NanoGPT-style transformers with Muon, with rank telemetry\n\n"
+               "usage: muongpt <command> [options]    (muongpt <command> --help for its options)\n"
+               "       muongpt --version | --help\n\ncommands:\n",
+               muongpt::kVersion);
+  for (const Command& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+}
+
+void print_version() {
+  std::printf("muongpt %s (commit %s)\n", muongpt::kVersion, muongpt::kGitCommit);
+  std::printf("  CPU GEMM: %s\n", muongpt::gemm_uses_cblas() ? "CBLAS (OpenBLAS)" : "plain loops");
+  std::printf("  CUDA: %s\n", muongpt::built_with_cuda() ? "built" : "not built");
+  if (muongpt::built_with_cuda())
+    std::printf("  devices: %s\n", muongpt::describe_devices().c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  std::string_view cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  if (cmd == "--version" || cmd == "-V" || cmd == "version") {
+    print_version();
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (cmd != c.name) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const cxxopts::exceptions::exception& e) {
+      std::fprintf(stderr, "muongpt: error: %s: %s\n", c.name, e.what());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "muongpt: error: %s\n", e.what());
+    }
+    return 1;
+  }
+  std::fprintf(stderr, "muongpt: error: unknown command '%s' (see muongpt --help)\n", argv[1]);
+  return 2;
+}
