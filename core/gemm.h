@@ -18,6 +18,12 @@ template <typename T>
 void gemm_plain(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                 int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// Gram matrix C[n, n] = alpha · AᵀA + beta · C for A [k, n] (row stride lda), filled on both
+// triangles (with beta ≠ 0, C must be symmetric: its upper triangle is the one read).
+// Through CBLAS ?syrk (half the work of a GEMM) when available.
+template <typename T>
+void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc);
+
 bool gemm_uses_cblas();
 
 }  // namespace muongpt

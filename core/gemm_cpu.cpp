@@ -68,11 +68,33 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 #endif
 }
 
+template <typename T>
+void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc) {
+  if (n == 0) return;
+#ifdef MUONGPT_HAVE_CBLAS
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  MG_CHECK(n <= kMax && k <= kMax && lda <= kMax && ldc <= kMax,
+           "Gram dimensions exceed the BLAS integer range");
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta,
+                C, int(ldc));
+  } else {
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta,
+                C, int(ldc));
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < i; ++j) C[i * ldc + j] = C[j * ldc + i];
+#else
+  gemm_plain(true, false, n, n, k, alpha, A, lda, A, lda, beta, C, ldc);
+#endif
+}
+
 #define MG_INSTANTIATE_GEMM(T)                                                                 \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, \
                         int64_t, T, T*, int64_t);                                              \
   template void gemm_plain<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t,     \
-                              const T*, int64_t, T, T*, int64_t);
+                              const T*, int64_t, T, T*, int64_t);                              \
+  template void gram<T>(int64_t, int64_t, T, const T*, int64_t, T, T*, int64_t);
 MG_INSTANTIATE_GEMM(float)
 MG_INSTANTIATE_GEMM(double)
 

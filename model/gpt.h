@@ -47,15 +47,16 @@ class Gpt {
   void backward(T loss_scale = T(1));
   // [B·T, V] soft-capped logits of the last forward (valid until backward()).
   Tensor logits() const;
+  // An activation of the last forward as [B·T, width], for telemetry: "embed_out" and
+  // "final_in" (layer ignored), or per block "attn_in", "attn_out", "mlp_in", "mlp_pre",
+  // "mlp_act". Unknown names are an Error.
+  Tensor activation(std::string_view kind, int64_t layer = 0) const;
+  static constexpr std::string_view kBlockActivations[] = {"attn_in", "attn_out", "mlp_in",
+                                                           "mlp_pre", "mlp_act"};
 
  private:
-  struct Block {  // pointers into the parameter (or gradient) buffer; null when absent
-    T *attn_norm = nullptr, *wq, *wk, *wv, *wo, *mlp_norm = nullptr, *w1, *w2;
-  };
-  struct Weights {
-    T *embed, *final_norm = nullptr, *head;
-    std::vector<Block> blocks;
-  };
+  using Block = BlockWeights<T>;
+  using Weights = GptWeights<T>;
   struct LayerActs {     // what one block keeps for its backward; N = B·T rows
     T* attn_in;          // [N, d]    rmsnorm(x): feeds wq, wk, wv
     T* attn_rstd;        // [N]
@@ -72,7 +73,6 @@ class Gpt {
   };
 
   void layout(Arena& arena);
-  Weights bind(T* base) const;
 
   ModelConfig cfg_;
   int64_t B_, T_;

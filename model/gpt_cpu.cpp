@@ -50,8 +50,8 @@ void Gpt<T>::layout(Arena& a) {
     grads_.push_back(view(grads_flat_));
     offset += s.numel();
   }
-  w_ = bind(values_flat_.data<T>());
-  g_ = bind(grads_flat_.data<T>());
+  w_ = bind_weights(cfg_, specs_, values_flat_.data<T>());
+  g_ = bind_weights(cfg_, specs_, grads_flat_.data<T>());
 
   idx_ = a.alloc(DType::i32, {N}).data<int32_t>();
   targets_ = a.alloc(DType::i32, {N}).data<int32_t>();
@@ -77,42 +77,6 @@ void Gpt<T>::layout(Arena& a) {
   dy_ = buf(N * d), dh_ = buf(N * F), dscores_ = buf(T_ * T_);
 }
 
-// Pointers to each parameter inside a flat buffer laid out in specs_ order.
-template <typename T>
-typename Gpt<T>::Weights Gpt<T>::bind(T* base) const {
-  Weights w;
-  w.blocks.resize(cfg_.n_layer);
-  int64_t offset = 0;
-  for (const ParamSpec& s : specs_) {
-    T* p = base ? base + offset : nullptr;
-    offset += s.numel();
-    const std::string& n = s.name;
-    if (n == "embed.weight")
-      w.embed = p;
-    else if (n == "head.weight")
-      w.head = p;
-    else if (n == "final_norm.weight")
-      w.final_norm = p;
-    else {  // blocks.{i}.<field>
-      size_t dot = n.find('.', 7);
-      Block& b = w.blocks[std::stoll(n.substr(7, dot - 7))];
-      std::string_view f = std::string_view(n).substr(dot + 1);
-      T** slot = f == "attn_norm.weight"  ? &b.attn_norm
-                 : f == "attn.wq"         ? &b.wq
-                 : f == "attn.wk"         ? &b.wk
-                 : f == "attn.wv"         ? &b.wv
-                 : f == "attn.wo"         ? &b.wo
-                 : f == "mlp_norm.weight" ? &b.mlp_norm
-                 : f == "mlp.w1"          ? &b.w1
-                 : f == "mlp.w2"          ? &b.w2
-                                          : nullptr;
-      MG_CHECK(slot, "unbound parameter ", n);
-      *slot = p;
-    }
-  }
-  return w;
-}
-
 template <typename T>
 int Gpt<T>::find(std::string_view name) const {
   for (size_t i = 0; i < specs_.size(); ++i)
@@ -134,6 +98,24 @@ void Gpt<T>::zero_grads() {
 template <typename T>
 Tensor Gpt<T>::logits() const {
   return Tensor(logits_, dtype_of<T>(), {B_ * T_, cfg_.vocab_size});
+}
+
+template <typename T>
+Tensor Gpt<T>::activation(std::string_view kind, int64_t layer) const {
+  const int64_t N = B_ * T_, d = cfg_.d_model, F = cfg_.d_mlp();
+  auto view = [&](const T* p, int64_t width) {
+    return Tensor(const_cast<T*>(p), dtype_of<T>(), {N, width});
+  };
+  if (kind == "embed_out") return view(resid_[0], d);
+  if (kind == "final_in") return view(final_in_, d);
+  if (layer < 0 || layer >= cfg_.n_layer) fail("model", "no block ", layer);
+  const LayerActs& a = acts_[layer];
+  if (kind == "attn_in") return view(a.attn_in, d);
+  if (kind == "attn_out") return view(a.attn_out, d);
+  if (kind == "mlp_in") return view(a.mlp_in, d);
+  if (kind == "mlp_pre") return view(a.mlp_pre, F);
+  if (kind == "mlp_act") return view(a.mlp_act, F);
+  fail("model", "unknown activation '", kind, "'");
 }
 
 template <typename T>

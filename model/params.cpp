@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/error.h"
+
 namespace muongpt {
 
 int64_t ParamSpec::numel() const {
@@ -63,6 +65,46 @@ int64_t param_count(const std::vector<ParamSpec>& specs) {
   for (const auto& s : specs) n += s.numel();
   return n;
 }
+
+template <typename T>
+GptWeights<T> bind_weights(const ModelConfig& cfg, const std::vector<ParamSpec>& specs, T* base) {
+  GptWeights<T> w;
+  w.blocks.resize(static_cast<size_t>(cfg.n_layer));
+  int64_t offset = 0;
+  for (const ParamSpec& s : specs) {
+    T* p = base ? base + offset : nullptr;
+    offset += s.numel();
+    const std::string& n = s.name;
+    if (n == "embed.weight") {
+      w.embed = p;
+    } else if (n == "head.weight") {
+      w.head = p;
+    } else if (n == "final_norm.weight") {
+      w.final_norm = p;
+    } else {  // blocks.{i}.<field>
+      size_t dot = n.find('.', 7);
+      BlockWeights<T>& b = w.blocks.at(std::stoull(n.substr(7, dot - 7)));
+      std::string_view f = std::string_view(n).substr(dot + 1);
+      T** slot = f == "attn_norm.weight"  ? &b.attn_norm
+                 : f == "attn.wq"         ? &b.wq
+                 : f == "attn.wk"         ? &b.wk
+                 : f == "attn.wv"         ? &b.wv
+                 : f == "attn.wo"         ? &b.wo
+                 : f == "mlp_norm.weight" ? &b.mlp_norm
+                 : f == "mlp.w1"          ? &b.w1
+                 : f == "mlp.w2"          ? &b.w2
+                                          : nullptr;
+      MG_CHECK(slot, "unbound parameter ", n);
+      *slot = p;
+    }
+  }
+  return w;
+}
+
+template GptWeights<float> bind_weights<float>(const ModelConfig&, const std::vector<ParamSpec>&,
+                                               float*);
+template GptWeights<double> bind_weights<double>(const ModelConfig&, const std::vector<ParamSpec>&,
+                                                 double*);
 
 template <typename T>
 void init_param(const ParamSpec& spec, T* out, Rng& rng) {

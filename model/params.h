@@ -28,6 +28,22 @@ struct ParamSpec {
 std::vector<ParamSpec> param_specs(const ModelConfig& cfg);
 int64_t param_count(const std::vector<ParamSpec>& specs);
 
+// Pointers to each parameter inside one flat buffer laid out in param_specs() order (null for
+// parameters the config does not have, e.g. gains when norm_gains = false).
+template <typename T>
+struct BlockWeights {
+  T *attn_norm = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
+  T *mlp_norm = nullptr, *w1 = nullptr, *w2 = nullptr;
+};
+template <typename T>
+struct GptWeights {
+  T *embed = nullptr, *final_norm = nullptr, *head = nullptr;
+  std::vector<BlockWeights<T>> blocks;
+};
+// base may be null (every pointer is then null: used while an arena is only being counted).
+template <typename T>
+GptWeights<T> bind_weights(const ModelConfig& cfg, const std::vector<ParamSpec>& specs, T* base);
+
 // Fills `out` (numel values) with the spec's initialisation drawn from `rng`.
 template <typename T>
 void init_param(const ParamSpec& spec, T* out, Rng& rng);

@@ -61,5 +61,16 @@ TEST(Gemm, PlainDouble) {
   check_all<double>(gemm_plain<double>, 1e-12);
 }
 
+TEST(Gemm, GramMatchesGemmOnBothTriangles) {
+  Rng rng(12);
+  const int64_t k = 23, n = 11, lda = n + 2;
+  std::vector<double> A(k * lda), C(n * n, 5.0), want(n * n);
+  for (auto& x : A) x = rng.normal();
+  gemm_plain(true, false, n, n, k, 2.0, A.data(), lda, A.data(), lda, 0.0, want.data(), n);
+  for (int64_t i = 0; i < n * n; ++i) want[i] += 0.5 * 5.0;
+  gram(k, n, 2.0, A.data(), lda, 0.5, C.data(), n);
+  for (int64_t i = 0; i < n * n; ++i) EXPECT_NEAR(C[i], want[i], 1e-10) << i;
+}
+
 }  // namespace
 }  // namespace muongpt

@@ -1,0 +1,155 @@
+// Telemetry against a direct SVD (LAPACK dgesvd, an independent route from our Gram
+// eigenvalues) of the same matrices, on a tiny model.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "testing/model_util.h"
+#include "train/telemetry.h"
+
+extern "C" void dgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, double* a,
+                        const int* lda, double* s, double* u, const int* ldu, double* vt,
+                        const int* ldvt, double* work, const int* lwork, int* info);
+
+namespace muongpt {
+namespace {
+
+// Singular values of a row-major [m, n] matrix (LAPACK sees its transpose: same values).
+std::vector<double> singular_values(const std::vector<double>& A, int m, int n) {
+  std::vector<double> a = A, s(std::min(m, n)), work(1);
+  int lwork = -1, info = 0, ldu = 1, ldvt = 1;
+  double dummy = 0;
+  dgesvd_("N", "N", &n, &m, a.data(), &n, s.data(), &dummy, &ldu, &dummy, &ldvt, work.data(),
+          &lwork, &info);
+  lwork = int(work[0]);
+  work.resize(lwork);
+  dgesvd_("N", "N", &n, &m, a.data(), &n, s.data(), &dummy, &ldu, &dummy, &ldvt, work.data(),
+          &lwork, &info);
+  EXPECT_EQ(info, 0);
+  return s;
+}
+
+double svd_stable_rank(const std::vector<double>& s) {
+  double f = 0;
+  for (double x : s) f += x * x;
+  return f / (s[0] * s[0]);
+}
+double svd_nuclear_rank(const std::vector<double>& s) {
+  double f = 0, nuc = 0;
+  for (double x : s) f += x * x, nuc += x;
+  return nuc * nuc / f;
+}
+
+TEST(Telemetry, MatrixRanksMatchSvd) {
+  Rng rng(1);
+  for (auto [m, n] : {std::pair{37, 12}, std::pair{12, 37}, std::pair{20, 20}}) {
+    std::vector<float> g(m * n);
+    std::vector<double> gd(m * n);
+    for (int i = 0; i < m * n; ++i) gd[i] = g[i] = float(rng.normal());
+    MatrixRanks r = matrix_ranks(g.data(), m, n);
+    auto s = singular_values(gd, m, n);
+    EXPECT_NEAR(r.stable_rank(), svd_stable_rank(s), 1e-4 * svd_stable_rank(s)) << m << "x" << n;
+    EXPECT_NEAR(r.nuclear_rank(), svd_nuclear_rank(s), 1e-4 * svd_nuclear_rank(s)) << m << "x" << n;
+  }
+  // A rank-one matrix: both ranks are 1.
+  std::vector<float> u = {1, 2, 3}, v = {4, -1}, g(6);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 2; ++j) g[i * 2 + j] = u[i] * v[j];
+  MatrixRanks r = matrix_ranks(g.data(), 3, 2);
+  EXPECT_NEAR(r.stable_rank(), 1.0, 1e-6);
+  EXPECT_NEAR(r.nuclear_rank(), 1.0, 1e-3);  // float Gram: the zero eigenvalue is ~1e-6 off
+}
+
+TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
+  const ModelConfig cfg = testing::tiny_config();
+  const int64_t B = 2, T = 16, N = B * T;
+  Gpt<float> model(cfg, B, T);
+  testing::randomize_params(model, 5);
+  RankTelemetry tel(model, 1);
+  ASSERT_TRUE(tel.due(1) && tel.due(2) && tel.due(7));
+  Rng rng(2);
+  tel.begin();
+  model.zero_grads();
+  // Two micro-batches: telemetry covers the tokens of both.
+  std::vector<std::vector<double>> attn_in_rows, mlp_act_rows;
+  std::vector<int32_t> all_idx;
+  for (int micro = 0; micro < 2; ++micro) {
+    std::vector<int32_t> idx(N), tgt(N);
+    for (auto& t : idx) t = int32_t(rng.below(micro == 0 ? 5 : cfg.vocab_size));  // skewed
+    for (auto& t : tgt) t = int32_t(rng.below(cfg.vocab_size));
+    model.forward(idx.data(), tgt.data());
+    tel.add_activations(model, idx.data(), N);
+    for (auto [name, rows] :
+         {std::pair{"attn_in", &attn_in_rows}, std::pair{"mlp_act", &mlp_act_rows}}) {
+      Tensor a = model.activation(name, 1);
+      for (int64_t i = 0; i < a.size(0); ++i)
+        rows->emplace_back(a.data<float>() + i * a.size(1), a.data<float>() + (i + 1) * a.size(1));
+    }
+    all_idx.insert(all_idx.end(), idx.begin(), idx.end());
+    model.backward(0.5f);
+  }
+  tel.add_gradients(model);
+  tel.snapshot_weights(model);
+  // A stand-in optimizer step: W ← W − 0.1·G.
+  float* w = model.params_flat().data<float>();
+  const float* g = model.grads_flat().data<float>();
+  std::vector<float> before(w, w + model.params_flat().numel());
+  for (int64_t i = 0; i < model.params_flat().numel(); ++i) w[i] -= 0.1f * g[i];
+  nlohmann::json rec = tel.finish(model, 1);
+
+  EXPECT_EQ(rec["step"], 1);
+  EXPECT_EQ(rec["tokens"], 2 * N);
+  // Token matrix: st = 1 / p_max.
+  std::vector<int> counts(cfg.vocab_size);
+  for (int32_t t : all_idx) counts[t]++;
+  const double p_max = *std::max_element(counts.begin(), counts.end()) / double(all_idx.size());
+  EXPECT_DOUBLE_EQ(rec["act"]["tokens"]["p_max"].get<double>(), p_max);
+  EXPECT_NEAR(rec["act"]["tokens"]["st"].get<double>(), 1.0 / p_max, 1e-12);
+  // Activation stable ranks over both micro-batches = SVD of the stacked matrix.
+  for (auto [key, rows] : {std::pair{"blocks.1.attn_in", &attn_in_rows},
+                           std::pair{"blocks.1.mlp_act", &mlp_act_rows}}) {
+    const int m = int(rows->size()), n = int((*rows)[0].size());
+    std::vector<double> A;
+    for (auto& r : *rows) A.insert(A.end(), r.begin(), r.end());
+    const double want = svd_stable_rank(singular_values(A, m, n));
+    EXPECT_NEAR(rec["act"][key]["st"].get<double>(), want, 1e-4 * want) << key;
+  }
+  // Gradient and update ranks of a weight, and the ratio against its input.
+  const int i = model.find("blocks.1.mlp.w1");
+  const ParamSpec& s = model.specs()[i];
+  std::vector<double> G(model.grad(i).data<float>(), model.grad(i).data<float>() + s.numel());
+  auto sg = singular_values(G, int(s.shape[0]), int(s.shape[1]));
+  const auto& rw = rec["weights"]["blocks.1.mlp.w1"];
+  EXPECT_EQ(rw["input"], "blocks.1.mlp_in");
+  EXPECT_NEAR(rw["grad_nr"].get<double>(), svd_nuclear_rank(sg), 1e-3 * svd_nuclear_rank(sg));
+  EXPECT_NEAR(rw["grad_st"].get<double>(), svd_stable_rank(sg), 1e-4 * svd_stable_rank(sg));
+  EXPECT_NEAR(rw["update_st"].get<double>(), svd_stable_rank(sg), 1e-3 * svd_stable_rank(sg));
+  double g2 = 0, w2 = 0;
+  const int64_t off = model.param(i).data<float>() - model.params_flat().data<float>();
+  for (int64_t j = 0; j < s.numel(); ++j)
+    g2 += 0.01 * G[j] * G[j], w2 += double(before[off + j]) * before[off + j];
+  EXPECT_NEAR(rw["update_rel"].get<double>(), std::sqrt(g2 / w2), 1e-4 * std::sqrt(g2 / w2));
+  EXPECT_NEAR(rw["ratio"].get<double>(),
+              rw["grad_nr"].get<double>() / rec["act"]["blocks.1.mlp_in"]["st"].get<double>(),
+              1e-12);
+  EXPECT_EQ(rec["weights"]["blocks.0.mlp.w2"]["alt_input"], "blocks.0.mlp_pre");
+  EXPECT_EQ(rec["weights"]["embed.weight"]["input"], "tokens");
+  EXPECT_FALSE(rec["weights"].contains("blocks.0.attn_norm.weight"));  // only matrices
+  EXPECT_GT(rec["seconds"].get<double>(), 0.0);
+}
+
+TEST(Telemetry, OffWhenEveryIsZero) {
+  Gpt<float> model(testing::tiny_config(), 1, 4);
+  RankTelemetry tel(model, 0);
+  EXPECT_FALSE(tel.due(1));
+  RankTelemetry on(model, 50);
+  EXPECT_TRUE(on.due(1));
+  EXPECT_TRUE(on.due(2));
+  EXPECT_FALSE(on.due(3));
+  EXPECT_TRUE(on.due(100));
+}
+
+}  // namespace
+}  // namespace muongpt

@@ -1,0 +1,190 @@
+#include "train/telemetry.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/linalg.h"
+
+namespace muongpt {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Splits "blocks.3.attn.wq" into ("blocks.3.", "attn.wq"); non-block names give ("", name).
+std::pair<std::string, std::string> split_block(const std::string& name) {
+  if (!name.starts_with("blocks.")) return {"", name};
+  size_t dot = name.find('.', 7);
+  return {name.substr(0, dot + 1), name.substr(dot + 1)};
+}
+
+// JSON number, or null for values that are not finite (e.g. a ratio over a zero norm).
+nlohmann::json num(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
+}
+
+}  // namespace
+
+MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n) {
+  MatrixRanks r;
+  for (int64_t i = 0; i < m * n; ++i) r.fro2 += double(G[i]) * double(G[i]);
+  if (r.fro2 == 0) return r;
+  const int64_t s = std::min(m, n);
+  std::vector<float> gf(static_cast<size_t>(s * s));
+  if (n <= m)
+    gram(m, n, 1.0f, G, n, 0.0f, gf.data(), n);  // GᵀG [n, n]
+  else
+    gemm(false, true, m, m, n, 1.0f, G, n, G, n, 0.0f, gf.data(), m);  // GGᵀ [m, m]
+  std::vector<double> C(gf.begin(), gf.end()), w(static_cast<size_t>(s));
+  sym_eigvals(s, C.data(), w.data());
+  for (double e : w) r.nuclear += std::sqrt(std::max(e, 0.0));
+  r.spec2 = std::max(w.back(), 0.0);
+  return r;
+}
+
+double gram_stable_rank(const std::vector<double>& C, int64_t n) {
+  double trace = 0;
+  for (int64_t i = 0; i < n; ++i) trace += C[i * n + i];
+  if (trace <= 0) return 0;
+  std::vector<double> copy = C, w(static_cast<size_t>(n));
+  sym_eigvals(n, copy.data(), w.data());
+  return w.back() > 0 ? trace / w.back() : 0;
+}
+
+std::string input_activation(const std::string& param) {
+  if (param == "embed.weight") return "tokens";
+  if (param == "head.weight") return "final_in";
+  auto [block, field] = split_block(param);
+  if (field == "attn.wq" || field == "attn.wk" || field == "attn.wv") return block + "attn_in";
+  if (field == "attn.wo") return block + "attn_out";
+  if (field == "mlp.w1") return block + "mlp_in";
+  if (field == "mlp.w2") return block + "mlp_act";
+  return "";
+}
+
+std::string alt_input_activation(const std::string& param) {
+  auto [block, field] = split_block(param);
+  if (field == "attn.wo") return block + "attn_in";
+  if (field == "mlp.w2") return block + "mlp_pre";
+  return "";
+}
+
+RankTelemetry::RankTelemetry(const Gpt<float>& model, int64_t every) : every_(every) {
+  if (every <= 0) return;
+  const ModelConfig& c = model.config();
+  auto add = [&](std::string key, std::string kind, int64_t layer, int64_t width) {
+    acts_.push_back({std::move(key), std::move(kind), layer, width,
+                     std::vector<double>(static_cast<size_t>(width * width))});
+  };
+  add("embed_out", "embed_out", 0, c.d_model);
+  for (int64_t l = 0; l < c.n_layer; ++l)
+    for (std::string_view kind : Gpt<float>::kBlockActivations)
+      add("blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind), l,
+          model.activation(kind, l).size(1));
+  add("final_in", "final_in", 0, c.d_model);
+  token_counts_.assign(static_cast<size_t>(c.vocab_size), 0.0);
+  const int64_t widest = std::max(c.d_model, c.d_mlp());
+  gram_scratch_.resize(static_cast<size_t>(widest * widest));
+  weights_before_.resize(static_cast<size_t>(model.params_flat().numel()));
+  int64_t largest = 0;
+  for (const ParamSpec& s : model.specs()) largest = std::max(largest, s.numel());
+  delta_.resize(static_cast<size_t>(largest));
+}
+
+std::vector<std::vector<double>*> RankTelemetry::grams() {
+  std::vector<std::vector<double>*> out;
+  for (Act& a : acts_) out.push_back(&a.gram);
+  return out;
+}
+
+void RankTelemetry::begin() {
+  for (Act& a : acts_) std::fill(a.gram.begin(), a.gram.end(), 0.0);
+  std::fill(token_counts_.begin(), token_counts_.end(), 0.0);
+  weights_ = nlohmann::json::object();
+  seconds_ = 0;
+}
+
+void RankTelemetry::add_activations(const Gpt<float>& model, const int32_t* idx, int64_t n_tokens) {
+  const auto t0 = Clock::now();
+  for (Act& a : acts_) {
+    Tensor x = model.activation(a.kind, a.layer);  // [N, width]
+    const int64_t w = a.width;
+    gram(x.size(0), w, 1.0f, x.data<float>(), w, 0.0f, gram_scratch_.data(), w);
+    for (int64_t i = 0; i < w * w; ++i) a.gram[i] += double(gram_scratch_[i]);
+  }
+  for (int64_t i = 0; i < n_tokens; ++i) token_counts_[idx[i]] += 1;
+  seconds_ += seconds_since(t0);
+}
+
+void RankTelemetry::add_gradients(const Gpt<float>& model) {
+  const auto t0 = Clock::now();
+  for (size_t i = 0; i < model.specs().size(); ++i) {
+    const ParamSpec& s = model.specs()[i];
+    if (s.shape.size() != 2) continue;
+    MatrixRanks r = matrix_ranks(model.grad(i).data<float>(), s.shape[0], s.shape[1]);
+    weights_[s.name] = {{"input", input_activation(s.name)},
+                        {"grad_nr", num(r.nuclear_rank())},
+                        {"grad_st", num(r.stable_rank())}};
+  }
+  seconds_ += seconds_since(t0);
+}
+
+void RankTelemetry::snapshot_weights(const Gpt<float>& model) {
+  const float* p = model.params_flat().data<float>();
+  std::copy(p, p + model.params_flat().numel(), weights_before_.begin());
+}
+
+nlohmann::json RankTelemetry::finish(const Gpt<float>& model, int64_t step) {
+  const auto t0 = Clock::now();
+  nlohmann::json act = nlohmann::json::object();
+  double n_tokens = 0, max_count = 0;
+  for (double c : token_counts_) n_tokens += c, max_count = std::max(max_count, c);
+  // The one-hot token matrix X [N, V]: XᵀX = diag(counts), so st = N / max count = 1 / p_max.
+  act["tokens"] = {{"st", num(n_tokens / max_count)}, {"p_max", num(max_count / n_tokens)}};
+  for (const Act& a : acts_) act[a.key] = {{"st", num(gram_stable_rank(a.gram, a.width))}};
+
+  int64_t offset = 0;
+  for (size_t i = 0; i < model.specs().size(); ++i) {
+    const ParamSpec& s = model.specs()[i];
+    const int64_t n = s.numel();
+    if (s.shape.size() == 2 && weights_.contains(s.name)) {
+      const float* after = model.param(i).data<float>();
+      const float* before = weights_before_.data() + offset;
+      double w2 = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        delta_[j] = after[j] - before[j];
+        w2 += double(before[j]) * double(before[j]);
+      }
+      MatrixRanks u = matrix_ranks(delta_.data(), s.shape[0], s.shape[1]);
+      nlohmann::json& w = weights_[s.name];
+      w["update_st"] = num(u.stable_rank());
+      w["update_rel"] = num(std::sqrt(u.fro2 / w2));
+      const double nr = w["grad_nr"].is_number() ? w["grad_nr"].get<double>() : NAN;
+      auto ratio = [&](const std::string& key) {
+        const nlohmann::json& st = act[key]["st"];
+        return st.is_number() && st.get<double>() > 0 ? num(nr / st.get<double>()) : nullptr;
+      };
+      w["ratio"] = ratio(w["input"].get<std::string>());
+      if (std::string alt = alt_input_activation(s.name); !alt.empty()) {
+        w["alt_input"] = alt;
+        w["alt_ratio"] = ratio(alt);
+      }
+    }
+    offset += n;
+  }
+  seconds_ += seconds_since(t0);
+  return {{"step", step},
+          {"tokens", static_cast<int64_t>(n_tokens)},
+          {"seconds", seconds_},
+          {"act", std::move(act)},
+          {"weights", weights_}};
+}
+
+}  // namespace muongpt

@@ -1,0 +1,75 @@
+// Rank telemetry (DESIGN.md section 4). On a telemetry step the trainer calls, in order:
+//   begin();  for each micro-batch: add_activations() after the forward;
+//   add_gradients() once the gradients are complete (before clipping and the optimizer);
+//   snapshot_weights() just before the optimizer step;  finish() right after it.
+// finish() returns one ranks.jsonl record (schema in docs/telemetry.md).
+//
+// Numerics: each activation's Gram AᵀA is formed per micro-batch by a float32 GEMM (syrk) and
+// accumulated across micro-batches in float64; stable ranks are trace / λ_max from a float64
+// eigensolve. Gradient and update spectra come from the eigenvalues of the smaller Gram matrix.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/gpt.h"
+
+namespace muongpt {
+
+// Squared Frobenius norm, squared spectral norm and nuclear norm of a matrix.
+struct MatrixRanks {
+  double fro2 = 0, spec2 = 0, nuclear = 0;
+  double stable_rank() const { return spec2 > 0 ? fro2 / spec2 : 0; }  // ‖G‖_F² / ‖G‖₂²
+  double nuclear_rank() const {
+    return fro2 > 0 ? nuclear * nuclear / fro2 : 0;
+  }  // ‖G‖_*² / ‖G‖_F²
+};
+
+// Spectrum of G [m, n] (row-major) through the eigenvalues of its smaller Gram matrix.
+MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n);
+// Stable rank trace(C) / λ_max(C) of a symmetric positive semi-definite Gram matrix C [n, n].
+double gram_stable_rank(const std::vector<double>& C, int64_t n);
+
+// Which activation a weight multiplies ("blocks.3.attn_in" for blocks.3.attn.wq, "tokens" for
+// the embedding, "final_in" for the head), and the alternative the design also logs (attn_in
+// for wo, mlp_pre for w2; empty otherwise).
+std::string input_activation(const std::string& param);
+std::string alt_input_activation(const std::string& param);
+
+class RankTelemetry {
+ public:
+  // every = 0 turns telemetry off; otherwise it runs at steps 1, 2 and every multiple of it.
+  RankTelemetry(const Gpt<float>& model, int64_t every);
+
+  bool due(int64_t step) const { return every_ > 0 && (step <= 2 || step % every_ == 0); }
+  void begin();
+  void add_activations(const Gpt<float>& model, const int32_t* idx, int64_t n_tokens);
+  void add_gradients(const Gpt<float>& model);
+  void snapshot_weights(const Gpt<float>& model);
+  nlohmann::json finish(const Gpt<float>& model, int64_t step);
+
+  // The accumulated activation Grams, in a fixed order: what a multi-process run all-reduces.
+  std::vector<std::vector<double>*> grams();
+  std::vector<double>& token_counts() { return token_counts_; }
+
+ private:
+  struct Act {
+    std::string key;  // "embed_out", "final_in" or "blocks.{i}.{kind}"
+    std::string kind;
+    int64_t layer, width;
+    std::vector<double> gram;  // [width, width]
+  };
+
+  int64_t every_;
+  std::vector<Act> acts_;
+  std::vector<double> token_counts_;   // [V]
+  std::vector<float> gram_scratch_;    // [max width²]
+  std::vector<float> weights_before_;  // a copy of every parameter before the optimizer step
+  std::vector<float> delta_;           // [largest parameter]
+  nlohmann::json weights_;             // per-weight gradient figures, filled by add_gradients
+  double seconds_ = 0;
+};
+
+}  // namespace muongpt
