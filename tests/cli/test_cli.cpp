@@ -63,6 +63,36 @@ TEST(Cli, ModelInfoPrintsTheParameterTable) {
   EXPECT_EQ(r.status, 0) << r.out;
 }
 
+TEST(Cli, ModelInfoPrintsTheRoutingTable) {
+  Result r =
+      run(std::string("model-info --config ") + MUONGPT_SOURCE_DIR + "/configs/speedrun-124m.toml");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("optimizer routing: routing = \"speedrun\", 0 custom rules"),
+            std::string::npos)
+      << r.out;
+  const size_t row = r.out.find("\nblocks.11.mlp.w2 ", r.out.find("optimizer routing"));
+  ASSERT_NE(row, std::string::npos) << r.out;
+  const std::string line = r.out.substr(row + 1, r.out.find('\n', row + 1) - row - 1);
+  EXPECT_NE(line.find(" muon "), std::string::npos) << line;
+  EXPECT_NE(line.find(" ns:jordan:5 "), std::string::npos) << line;
+  EXPECT_NE(r.out.find("muon: 72 matrices, 84.93M parameters; adamw: 2 tensors, 77.27M"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("warning"), std::string::npos);
+}
+
+TEST(Cli, ModelInfoWarnsAboutRulesThatTakeNothing) {
+  const std::string cfg =
+      write_config("warn", "[model]\nn_layer = 2\n[optim]\nrules = [\"blocks.99.* = adamw\"]\n");
+  Result r = run("model-info --config " + cfg);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("muongpt: warning: " + cfg +
+                       ": [optim] rules[0] \"blocks.99.* = adamw\" matches no parameter\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("blocks.1.mlp.w1 "), std::string::npos);
+}
+
 TEST(Cli, BadInputGivesOneErrorLine) {
   struct Case {
     std::string args, expect;
@@ -71,6 +101,12 @@ TEST(Cli, BadInputGivesOneErrorLine) {
   const std::string indivisible = write_config("indiv", "[model]\nd_model = 100\nd_head = 64\n");
   const std::string negative = write_config("neg", "[model]\nseq_len = -5\n");
   const std::string syntax = write_config("syntax", "[model]\nd_model = \n");
+  const std::string unrouted = write_config(
+      "unrouted",
+      "[model]\nn_layer = 2\n[optim]\nrouting = \"none\"\nrules = [\"blocks.* = muon\"]\n");
+  const std::string bad_rule =
+      write_config("bad_rule", "[model]\nn_layer = 2\n[optim]\nrules = [\"blocks.* = sgd\"]\n");
+  const std::string bad_muon = write_config("bad_muon", "[optim.muon]\nnesterov = 1\n");
   for (const Case& c : {
            Case{"model-info --config " + unknown, unknown + ": [model] unknown key 'n_layers'"},
            Case{"model-info --config " + indivisible,
@@ -79,6 +115,12 @@ TEST(Cli, BadInputGivesOneErrorLine) {
                 negative + ": [model] seq_len = -5: must be positive"},
            Case{"model-info --config " + syntax, syntax + ": TOML syntax error at line 2"},
            Case{"model-info --config /nonexistent.toml", "/nonexistent.toml: cannot read file"},
+           Case{"model-info --config " + unrouted,
+                unrouted + ": [optim] no routing rule takes parameter 'embed.weight' [50304, 768]"},
+           Case{"model-info --config " + bad_rule,
+                bad_rule + ": [optim] rules[0]: unknown optimizer 'sgd' (expected adamw or muon)"},
+           Case{"model-info --config " + bad_muon,
+                bad_muon + ": [optim.muon] nesterov: expected true or false, found an integer"},
            Case{"model-info", "--config FILE is required"},
            Case{"model-info --bogus", "model-info:"},
            Case{"frobnicate", "unknown command 'frobnicate'"},

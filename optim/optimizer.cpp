@@ -1,0 +1,69 @@
+#include "optim/optimizer.h"
+
+#include <map>
+#include <tuple>
+
+#include "core/error.h"
+#include "optim/optimizer_cpu.h"
+
+namespace muongpt {
+
+int64_t ParamSlot::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+std::vector<ParamSlot> param_slots(const Gpt<float>& model) {
+  std::vector<ParamSlot> slots;
+  for (size_t i = 0; i < model.specs().size(); ++i) {
+    const ParamSpec& s = model.specs()[i];
+    slots.push_back({s.name, s.shape, model.param(i).data<float>(), model.grad(i).data<float>(),
+                     model.param(i).device()});
+  }
+  return slots;
+}
+
+std::unique_ptr<Optimizer> Optimizer::create(const std::vector<Route>& routes,
+                                             const std::vector<ParamSlot>& slots,
+                                             const OptimConfig& cfg) {
+  if (routes.size() != slots.size())
+    fail("optim", routes.size(), " routes for ", slots.size(), " parameters");
+  bool any_cuda = false;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const Route& r = routes[i];
+    const ParamSlot& s = slots[i];
+    if (r.name != s.name || r.shape != s.shape)
+      fail("optim", "parameter ", i, " is '", s.name, "' but route ", i, " is for '", r.name,
+           "' (routes must follow the parameter order)");
+    if (!s.value || !s.grad) fail("optim", "parameter '", s.name, "' has no value or gradient");
+    if (r.optimizer == "muon" && r.shape.size() != 2)
+      fail("optim", "parameter '", s.name, "' is routed to muon but is not a matrix");
+    if (r.optimizer != "muon" && r.optimizer != "adamw")
+      fail("optim", "parameter '", s.name, "': unknown optimizer '", r.optimizer, "'");
+    any_cuda |= s.device == Device::cuda;
+  }
+  if (any_cuda) fail("optim", "the CUDA optimizer is not built yet (parameters are on the GPU)");
+  return make_cpu_optimizer(routes, slots, cfg);
+}
+
+std::vector<int> muon_owner_ranks(const std::vector<Route>& routes, int world_size) {
+  MG_CHECK(world_size > 0);
+  std::vector<int> owner(routes.size(), -1);
+  // Groups in order of first appearance: (shape, dualizer) -> route indices.
+  std::vector<std::vector<size_t>> groups;
+  std::map<std::tuple<std::vector<int64_t>, std::string>, size_t> group_of;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    if (routes[i].optimizer != "muon") continue;
+    auto key = std::make_tuple(routes[i].shape, routes[i].dualizer);
+    auto [it, fresh] = group_of.try_emplace(key, groups.size());
+    if (fresh) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  int64_t offset = 0;
+  for (const auto& g : groups)
+    for (size_t j = 0; j < g.size(); ++j) owner[g[j]] = int((offset++) % world_size);
+  return owner;
+}
+
+}  // namespace muongpt
