@@ -5,5 +5,7 @@
 namespace muongpt {
 
 int cmd_model_info(int argc, char** argv);
+int cmd_shard_info(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 
 }  // namespace muongpt

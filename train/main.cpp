@@ -21,6 +21,8 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"model-info", "print the parameter table of a model config", muongpt::cmd_model_info},
+    {"tokenize", "turn .txt/.jsonl text into GPT-2 token shards", muongpt::cmd_tokenize},
+    {"shard-info", "check token shards and print their statistics", muongpt::cmd_shard_info},
 };
 
 void print_usage(std::FILE* out) {
