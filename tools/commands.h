@@ -7,5 +7,8 @@ namespace muongpt {
 int cmd_model_info(int argc, char** argv);
 int cmd_shard_info(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_ranks(int argc, char** argv);
+int cmd_sample(int argc, char** argv);
 
 }  // namespace muongpt

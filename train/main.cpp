@@ -20,6 +20,10 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"train", "train a model from a config (checkpoints, metrics, rank telemetry)",
+     muongpt::cmd_train},
+    {"ranks", "per-block rank telemetry of a run (st(A), nr(G), their ratio)", muongpt::cmd_ranks},
+    {"sample", "generate text from a checkpoint", muongpt::cmd_sample},
     {"model-info", "print the parameter table of a model config", muongpt::cmd_model_info},
     {"tokenize", "turn .txt/.jsonl text into GPT-2 token shards", muongpt::cmd_tokenize},
     {"shard-info", "check token shards and print their statistics", muongpt::cmd_shard_info},

@@ -35,6 +35,7 @@ nlohmann::json num(double v) {
 MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n) {
   MatrixRanks r;
   for (int64_t i = 0; i < m * n; ++i) r.fro2 += double(G[i]) * double(G[i]);
+  if (!std::isfinite(r.fro2)) return {NAN, NAN, NAN};  // reported as null, never fed to LAPACK
   if (r.fro2 == 0) return r;
   const int64_t s = std::min(m, n);
   std::vector<float> gf(static_cast<size_t>(s * s));
@@ -43,6 +44,8 @@ MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n) {
   else
     gemm(false, true, m, m, n, 1.0f, G, n, G, n, 0.0f, gf.data(), m);  // GGᵀ [m, m]
   std::vector<double> C(gf.begin(), gf.end()), w(static_cast<size_t>(s));
+  for (double c : C)
+    if (!std::isfinite(c)) return {r.fro2, NAN, NAN};  // float32 Gram overflowed
   sym_eigvals(s, C.data(), w.data());
   for (double e : w) r.nuclear += std::sqrt(std::max(e, 0.0));
   r.spec2 = std::max(w.back(), 0.0);
@@ -52,10 +55,12 @@ MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n) {
 double gram_stable_rank(const std::vector<double>& C, int64_t n) {
   double trace = 0;
   for (int64_t i = 0; i < n; ++i) trace += C[i * n + i];
-  if (trace <= 0) return 0;
+  for (double c : C)
+    if (!std::isfinite(c)) return NAN;  // reported as null, never fed to LAPACK
+  if (trace <= 0) return NAN;           // a zero activation: undefined
   std::vector<double> copy = C, w(static_cast<size_t>(n));
   sym_eigvals(n, copy.data(), w.data());
-  return w.back() > 0 ? trace / w.back() : 0;
+  return w.back() > 0 ? trace / w.back() : NAN;
 }
 
 std::string input_activation(const std::string& param) {
@@ -92,10 +97,6 @@ RankTelemetry::RankTelemetry(const Gpt<float>& model, int64_t every) : every_(ev
   token_counts_.assign(static_cast<size_t>(c.vocab_size), 0.0);
   const int64_t widest = std::max(c.d_model, c.d_mlp());
   gram_scratch_.resize(static_cast<size_t>(widest * widest));
-  weights_before_.resize(static_cast<size_t>(model.params_flat().numel()));
-  int64_t largest = 0;
-  for (const ParamSpec& s : model.specs()) largest = std::max(largest, s.numel());
-  delta_.resize(static_cast<size_t>(largest));
 }
 
 std::vector<std::vector<double>*> RankTelemetry::grams() {
@@ -136,12 +137,9 @@ void RankTelemetry::add_gradients(const Gpt<float>& model) {
   seconds_ += seconds_since(t0);
 }
 
-void RankTelemetry::snapshot_weights(const Gpt<float>& model) {
-  const float* p = model.params_flat().data<float>();
-  std::copy(p, p + model.params_flat().numel(), weights_before_.begin());
-}
-
-nlohmann::json RankTelemetry::finish(const Gpt<float>& model, int64_t step) {
+nlohmann::json RankTelemetry::finish(
+    const Gpt<float>& model, int64_t step,
+    const std::function<std::span<const float>(size_t)>& update_of) {
   const auto t0 = Clock::now();
   nlohmann::json act = nlohmann::json::object();
   double n_tokens = 0, max_count = 0;
@@ -150,22 +148,21 @@ nlohmann::json RankTelemetry::finish(const Gpt<float>& model, int64_t step) {
   act["tokens"] = {{"st", num(n_tokens / max_count)}, {"p_max", num(max_count / n_tokens)}};
   for (const Act& a : acts_) act[a.key] = {{"st", num(gram_stable_rank(a.gram, a.width))}};
 
-  int64_t offset = 0;
   for (size_t i = 0; i < model.specs().size(); ++i) {
     const ParamSpec& s = model.specs()[i];
-    const int64_t n = s.numel();
     if (s.shape.size() == 2 && weights_.contains(s.name)) {
-      const float* after = model.param(i).data<float>();
-      const float* before = weights_before_.data() + offset;
-      double w2 = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        delta_[j] = after[j] - before[j];
-        w2 += double(before[j]) * double(before[j]);
-      }
-      MatrixRanks u = matrix_ranks(delta_.data(), s.shape[0], s.shape[1]);
       nlohmann::json& w = weights_[s.name];
-      w["update_st"] = num(u.stable_rank());
-      w["update_rel"] = num(std::sqrt(u.fro2 / w2));
+      if (std::span<const float> delta = update_of(i); delta.size() == size_t(s.numel())) {
+        const float* after = model.param(i).data<float>();
+        double before2 = 0;  // ‖W_before‖² with W_before = W_after − ΔW
+        for (size_t j = 0; j < delta.size(); ++j) {
+          const double b = double(after[j]) - double(delta[j]);
+          before2 += b * b;
+        }
+        MatrixRanks u = matrix_ranks(delta.data(), s.shape[0], s.shape[1]);
+        w["update_st"] = num(u.stable_rank());
+        w["update_rel"] = num(std::sqrt(u.fro2 / before2));
+      }
       const double nr = w["grad_nr"].is_number() ? w["grad_nr"].get<double>() : NAN;
       auto ratio = [&](const std::string& key) {
         const nlohmann::json& st = act[key]["st"];
@@ -177,7 +174,6 @@ nlohmann::json RankTelemetry::finish(const Gpt<float>& model, int64_t step) {
         w["alt_ratio"] = ratio(alt);
       }
     }
-    offset += n;
   }
   seconds_ += seconds_since(t0);
   return {{"step", step},

@@ -9,8 +9,11 @@
 // eigensolve. Gradient and update spectra come from the eigenvalues of the smaller Gram matrix.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,12 +21,13 @@
 
 namespace muongpt {
 
-// Squared Frobenius norm, squared spectral norm and nuclear norm of a matrix.
+// Squared Frobenius norm, squared spectral norm and nuclear norm of a matrix. The ranks of a
+// zero matrix are undefined: NaN (null in ranks.jsonl).
 struct MatrixRanks {
   double fro2 = 0, spec2 = 0, nuclear = 0;
-  double stable_rank() const { return spec2 > 0 ? fro2 / spec2 : 0; }  // ‖G‖_F² / ‖G‖₂²
+  double stable_rank() const { return spec2 > 0 ? fro2 / spec2 : NAN; }  // ‖G‖_F² / ‖G‖₂²
   double nuclear_rank() const {
-    return fro2 > 0 ? nuclear * nuclear / fro2 : 0;
+    return fro2 > 0 ? nuclear * nuclear / fro2 : NAN;
   }  // ‖G‖_*² / ‖G‖_F²
 };
 
@@ -47,8 +51,10 @@ class RankTelemetry {
   void begin();
   void add_activations(const Gpt<float>& model, const int32_t* idx, int64_t n_tokens);
   void add_gradients(const Gpt<float>& model);
-  void snapshot_weights(const Gpt<float>& model);
-  nlohmann::json finish(const Gpt<float>& model, int64_t step);
+  // update_of(i) is ΔW = W_after − W_before of parameter i in the step just taken (empty when
+  // not recorded); the parameters already hold W_after.
+  nlohmann::json finish(const Gpt<float>& model, int64_t step,
+                        const std::function<std::span<const float>(size_t)>& update_of);
 
   // The accumulated activation Grams, in a fixed order: what a multi-process run all-reduces.
   std::vector<std::vector<double>*> grams();

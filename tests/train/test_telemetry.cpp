@@ -91,13 +91,17 @@ TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
     model.backward(0.5f);
   }
   tel.add_gradients(model);
-  tel.snapshot_weights(model);
-  // A stand-in optimizer step: W ← W − 0.1·G.
+  // A stand-in optimizer step: W ← W − 0.1·G, and the update it applied.
   float* w = model.params_flat().data<float>();
   const float* g = model.grads_flat().data<float>();
   std::vector<float> before(w, w + model.params_flat().numel());
   for (int64_t i = 0; i < model.params_flat().numel(); ++i) w[i] -= 0.1f * g[i];
-  nlohmann::json rec = tel.finish(model, 1);
+  std::vector<float> delta(before.size());
+  for (size_t i = 0; i < delta.size(); ++i) delta[i] = w[i] - before[i];
+  nlohmann::json rec = tel.finish(model, 1, [&](size_t i) {
+    const int64_t off = model.param(i).data<float>() - model.params_flat().data<float>();
+    return std::span<const float>(delta.data() + off, size_t(model.specs()[i].numel()));
+  });
 
   EXPECT_EQ(rec["step"], 1);
   EXPECT_EQ(rec["tokens"], 2 * N);

@@ -1,0 +1,260 @@
+// `muongpt train` end to end on a tiny model and tiny shards, run as a user runs it (the binary,
+// in a subprocess): exact resume, crash safety under SIGKILL, refused checkpoints, NaN stops.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "data/shard.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+
+namespace muongpt {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int status = -1;  // exit code, or 128 + signal
+  std::string out;
+};
+
+Result run(const std::string& args, const std::string& env = "") {
+  std::string cmd = env + " " + std::string(MUONGPT_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(p);
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A tiny corpus with structure to learn: noisy counting modulo 96.
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("muongpt_train_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    Rng rng(1);
+    for (auto [name, n] :
+         {std::pair{"tiny_val_000000.bin", 2000}, std::pair{"tiny_train_000001.bin", 6000},
+          std::pair{"tiny_train_000002.bin", 5000}}) {
+      std::vector<uint16_t> t(n);
+      uint16_t x = 0;
+      for (auto& v : t) v = x = uint16_t((x + 1 + (rng.below(8) == 0 ? rng.below(5) : 0)) % 96);
+      write_shard((dir_ / name).string(), t.data(), n);
+    }
+    config_ = (dir_ / "tiny.toml").string();
+    std::ofstream(config_) << "[run]\nname = \"tiny\"\ndir = \"" << (dir_ / "runs").string()
+                           << "\"\nseed = 7\n\n"
+                              "[model]\nvocab_size = 96\nn_layer = 2\nd_model = 64\nd_head = 32\n"
+                              "seq_len = 16\n\n"
+                              "[data]\ntrain = \""
+                           << (dir_ / "tiny_train_*.bin").string() << "\"\nval = \""
+                           << (dir_ / "tiny_val_*.bin").string()
+                           << "\"\nval_tokens = 1000\nbatch_size = 2\ngrad_accum = 2\n\n"
+                              "[train]\nsteps = 6\nlog_every = 1\neval_every = 3\n"
+                              "checkpoint_every = 3\nkeep_checkpoints = 2\n\n"
+                              "[telemetry]\nevery = 2\n";
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  fs::path run_dir(const std::string& name) const { return dir_ / "runs" / name; }
+  std::string train(const std::string& name, const std::string& extra = "") const {
+    return "train --config " + config_ + " --set run.name=" + name + " " + extra;
+  }
+  std::vector<double> losses(const std::string& name) const {
+    std::vector<double> out;
+    for (const auto& r : read_jsonl(run_dir(name) / "metrics.jsonl"))
+      out.push_back(r["train_loss"].get<double>());
+    return out;
+  }
+  fs::path dir_;
+  std::string config_;
+};
+
+TEST_F(TrainerTest, WritesTheRunDirectoryAndLearns) {
+  Result r = run(train("full"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* f : {"config.toml", "routing.tsv", "metrics.jsonl", "ranks.jsonl", "log.txt",
+                        "checkpoints/step_000006/model.safetensors"})
+    EXPECT_TRUE(fs::exists(run_dir("full") / f)) << f;
+  EXPECT_FALSE(fs::exists(run_dir("full") / "checkpoints/step_000000"));
+  EXPECT_EQ(list_checkpoints(run_dir("full").string()).size(), 2u);  // keep_checkpoints = 2
+  auto metrics = read_jsonl(run_dir("full") / "metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 6u);
+  EXPECT_TRUE(metrics[2].contains("val_loss"));
+  EXPECT_EQ(metrics[5]["tokens"], 6 * 2 * 2 * 16);
+  EXPECT_LT(metrics[5]["train_loss"].get<double>(), metrics[0]["train_loss"].get<double>());
+  auto ranks = read_jsonl(run_dir("full") / "ranks.jsonl");
+  ASSERT_EQ(ranks.size(), 4u);  // steps 1, 2, 4, 6
+  EXPECT_EQ(ranks[2]["step"], 4);
+  // The resolved config reads back to the same config.
+  RunConfig saved = load_run_config((run_dir("full") / "config.toml").string());
+  EXPECT_EQ(saved.to_toml(), load_run_config(config_, {"run.name=full"}).to_toml());
+  // `muongpt ranks` reads the run back.
+  r = run("ranks " + run_dir("full").string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("4 telemetry records, steps 1..6"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blocks.1.mlp.w2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blocks.1.mlp_act"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("nr(G) >= st(A)"), std::string::npos) << r.out;
+  // A second fresh run into the same directory is refused rather than mixed in.
+  r = run(train("full"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("already holds checkpoints"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainerTest, KilledMidStepResumesIdentically) {
+  ASSERT_EQ(run(train("full")).status, 0);
+  Result r = run(train("killed"), "MUONGPT_FAULT=step:5");
+  ASSERT_EQ(r.status, 128 + SIGKILL) << r.out;
+  EXPECT_EQ(latest_checkpoint(run_dir("killed").string()),
+            (run_dir("killed") / "checkpoints/step_000003").string());
+  r = run(train("killed", "--resume latest"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(losses("killed"), losses("full"));  // bit-exact on the CPU path
+  EXPECT_EQ(read_bytes(run_dir("killed") / "checkpoints/step_000006/model.safetensors"),
+            read_bytes(run_dir("full") / "checkpoints/step_000006/model.safetensors"));
+  EXPECT_EQ(read_jsonl(run_dir("killed") / "ranks.jsonl").size(), 4u);  // no duplicates
+}
+
+TEST_F(TrainerTest, KilledMidCheckpointResumesFromTheLastCompleteOne) {
+  ASSERT_EQ(run(train("full")).status, 0);
+  Result r = run(train("killed"), "MUONGPT_FAULT=checkpoint:6");
+  ASSERT_EQ(r.status, 128 + SIGKILL) << r.out;
+  EXPECT_EQ(latest_checkpoint(run_dir("killed").string()),
+            (run_dir("killed") / "checkpoints/step_000003").string());
+  r = run(train("killed", "--resume latest"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(losses("killed"), losses("full"));
+  for (const auto& e : fs::directory_iterator(run_dir("killed") / "checkpoints"))
+    EXPECT_FALSE(e.path().filename().string().starts_with(".tmp")) << e.path();
+}
+
+TEST_F(TrainerTest, RefusesCorruptOrMismatchedCheckpoints) {
+  ASSERT_EQ(run(train("base", "--set train.steps=3")).status, 0);
+  const fs::path ck = run_dir("base") / "checkpoints/step_000003";
+  // A different model.
+  Result r = run(train("base", "--set train.steps=6 --set model.d_model=128 --resume latest"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("different model: d_model = 64 there, d_model = 128"), std::string::npos)
+      << r.out;
+  // A truncated weights file.
+  const std::string weights = read_bytes(ck / "model.safetensors");
+  fs::resize_file(ck / "model.safetensors", weights.size() - 100);
+  r = run(train("base", "--set train.steps=6 --resume latest"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find((ck / "model.safetensors").string()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("muongpt: error: "), std::string::npos) << r.out;
+  // Garbage state (with the weights intact again).
+  std::ofstream(ck / "model.safetensors", std::ios::binary) << weights;
+  std::ofstream(ck / "state.json") << "{\"version\": 1, \"st";
+  r = run(train("base", "--set train.steps=6 --resume " + ck.string()));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("state.json: not valid JSON"), std::string::npos) << r.out;
+  // Nothing to resume.
+  r = run(train("nothing", "--resume latest"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("has no checkpoint to resume from"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
+  // An absurd Muon learning rate overflows the hidden weights within a few steps.
+  Result r = run(train("blowup",
+                       "--set optim.muon.lr=1e38 --set train.checkpoint_every=1 "
+                       "--set train.steps=20"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("; stopping (the last checkpoint is intact)"), std::string::npos) << r.out;
+  const std::string last = latest_checkpoint(run_dir("blowup").string());
+  ASSERT_FALSE(last.empty());
+  const Checkpoint ck(last);
+  for (float w : ck.weights(ck.model_config())) ASSERT_TRUE(std::isfinite(w)) << last;
+}
+
+TEST_F(TrainerTest, SampleDecodesFromACheckpoint) {
+  const std::string vocab = std::string(MUONGPT_SOURCE_DIR) + "/.cache/gpt2.tiktoken";
+  if (!fs::exists(vocab)) GTEST_SKIP() << "no " << vocab << " (tools/fetch_vocab.sh fetches it)";
+  // A GPT-2-vocabulary model (the tiny shards' ids are valid GPT-2 ids).
+  ASSERT_EQ(run(train("gpt2", "--set model.vocab_size=50257 --set train.steps=2")).status, 0);
+  const std::string args = "sample --checkpoint " + run_dir("gpt2").string() + " --vocab " + vocab +
+                           " --prompt 'Hello' --tokens 12 --seed 3";
+  Result a = run(args), b = run(args);
+  ASSERT_EQ(a.status, 0) << a.out;
+  EXPECT_EQ(a.out.rfind("Hello", 0), 0u) << a.out;  // the prompt, then the continuation
+  EXPECT_GT(a.out.size(), std::string("Hello\n").size());
+  EXPECT_EQ(a.out, b.out);  // the same seed gives the same text
+  Result greedy = run(args + " --temperature 0");
+  EXPECT_EQ(greedy.status, 0) << greedy.out;
+  // The tiny model's vocabulary cannot be decoded with GPT-2's, and bad flags are one line.
+  ASSERT_EQ(run(train("small", "--set train.steps=1")).status, 0);
+  Result bad = run("sample --checkpoint " + run_dir("small").string() + " --vocab " + vocab);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("smaller than GPT-2's"), std::string::npos) << bad.out;
+  bad = run(args + " --temperature -1");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("--temperature must be >= 0"), std::string::npos) << bad.out;
+}
+
+TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
+  auto error_of = [](const std::string& text, std::vector<std::string> sets = {}) {
+    try {
+      std::string path = (fs::temp_directory_path() / "muongpt_cfg_test.toml").string();
+      std::ofstream(path) << text;
+      load_run_config(path, sets);
+    } catch (const Error& e) {
+      std::string m = e.what();
+      return m.substr(m.find(": ") + 2);
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of("[trian]\nsteps = 3\n"), "unknown section [trian]");
+  EXPECT_EQ(error_of("[train]\nstep = 3\n"), "[train] unknown key 'step'");
+  EXPECT_EQ(error_of("[train]\nsteps = \"many\"\n"),
+            "[train] steps: expected an integer, found a string");
+  EXPECT_EQ(error_of("[train]\nsteps = 0\n"), "[train] steps: must be positive");
+  EXPECT_EQ(error_of("[data]\nmode = \"random\"\n"),
+            "[data] mode: expected \"contiguous\" or \"bos-aligned\", found \"random\"");
+  EXPECT_EQ(error_of("[device]\nbackend = \"tpu\"\n"),
+            "[device] backend: expected \"auto\", \"cpu\" or \"cuda\", found \"tpu\"");
+  EXPECT_EQ(error_of("", {"train.steps=-4"}), "[train] steps: must be positive");
+  EXPECT_EQ(error_of("", {"trainsteps"}), "expected section.key=value");
+  EXPECT_EQ(error_of("", {"run.name=a/b"}), "[run] name: 'a/b' is not a directory name");
+  std::string path = (fs::temp_directory_path() / "muongpt_cfg_ok.toml").string();
+  std::ofstream(path) << "[train]\nsteps = 3\n";
+  RunConfig c = load_run_config(
+      path, {"train.steps=9", "run.name=abc", "optim.muon.lr=0.02", "telemetry.every=0"});
+  EXPECT_EQ(c.train.steps, 9);
+  EXPECT_EQ(c.run.name, "abc");
+  EXPECT_DOUBLE_EQ(c.optim.muon.lr, 0.02);
+  EXPECT_EQ(c.telemetry.every, 0);
+  EXPECT_EQ(run_config_from_string(c.to_toml(), "x").to_toml(), c.to_toml());
+}
+
+}  // namespace
+}  // namespace muongpt

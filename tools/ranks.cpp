@@ -1,0 +1,184 @@
+// `muongpt ranks RUN_DIR`: the latest rank telemetry of a run, per block, with the trend since
+// the first record, marking the weights where nr(G) ≥ st(A) (the seed paper's criterion for a
+// spectral update to beat a Euclidean one).
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "tools/commands.h"
+
+namespace muongpt {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::vector<json> read_records(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path, "missing (was the run trained with [telemetry] every > 0?)");
+  std::vector<json> out;
+  int line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.empty()) continue;
+    json rec = json::parse(line, nullptr, false);
+    if (!rec.is_object() || !rec.contains("act") || !rec.contains("weights")) {
+      // A run killed mid-write can leave a partial last line: skip it, refuse anything else.
+      if (in.peek() == EOF) break;
+      fail(path, "line ", line_no, " is not a telemetry record");
+    }
+    out.push_back(std::move(rec));
+  }
+  if (out.empty()) fail(path, "holds no telemetry record yet");
+  return out;
+}
+
+// name -> optimizer (and dualizer) from routing.tsv, when the run has one.
+std::map<std::string, std::string> read_routing(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::stringstream ss(line);
+    std::string name, shape, opt, dual;
+    std::getline(ss, name, '\t');
+    std::getline(ss, shape, '\t');
+    std::getline(ss, opt, '\t');
+    std::getline(ss, dual, '\t');
+    out[name] = dual.empty() ? opt : opt + "/" + dual;
+  }
+  return out;
+}
+
+double get(const json& j, std::initializer_list<const char*> path) {
+  const json* p = &j;
+  for (const char* k : path) {
+    if (!p->is_object() || !p->contains(k)) return NAN;
+    p = &(*p)[k];
+  }
+  return p->is_number() ? p->get<double>() : NAN;
+}
+
+// The earliest defined value along `path` (zero-initialised weights have no gradient rank at
+// step 1, so the trend starts where the value first exists).
+double first_value(const std::vector<json>& records, std::initializer_list<const char*> path) {
+  for (const json& r : records)
+    if (double v = get(r, path); std::isfinite(v)) return v;
+  return NAN;
+}
+
+std::string cell(double v, const char* f = "%.2f") {
+  if (!std::isfinite(v)) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// "blocks.2..." before "blocks.10...", and blocks before the head.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit((unsigned char)a[i]) && std::isdigit((unsigned char)b[j])) {
+      size_t ei = i, ej = j;
+      while (ei < a.size() && std::isdigit((unsigned char)a[ei])) ++ei;
+      while (ej < b.size() && std::isdigit((unsigned char)b[ej])) ++ej;
+      long long x = std::stoll(a.substr(i, ei - i)), y = std::stoll(b.substr(j, ej - j));
+      if (x != y) return x < y;
+      i = ei, j = ej;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+std::vector<std::string> sorted_keys(const json& obj) {
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : obj.items()) keys.push_back(k);
+  std::sort(keys.begin(), keys.end(), natural_less);
+  return keys;
+}
+
+std::string trend(double first, double last) {
+  if (!std::isfinite(first) || !std::isfinite(last)) return "-";
+  return cell(first) + " -> " + cell(last);
+}
+
+}  // namespace
+
+int cmd_ranks(int argc, char** argv) {
+  cxxopts::Options opts("muongpt ranks",
+                        "Per-block rank telemetry of a run: activation stable ranks st(A), "
+                        "gradient nuclear ranks nr(G), and their ratio (latest record, with the "
+                        "trend since the first).");
+  opts.add_options()("run", "run directory", cxxopts::value<std::string>())("h,help",
+                                                                            "show this help");
+  opts.parse_positional({"run"});
+  opts.positional_help("RUN_DIR");
+  auto args = opts.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << opts.help() << std::endl;
+    return 0;
+  }
+  if (!args.count("run")) fail("ranks", "RUN_DIR is required (see --help)");
+  const std::string run = args["run"].as<std::string>();
+  if (!std::filesystem::is_directory(run)) fail(run, "not a run directory");
+  const auto records = read_records((std::filesystem::path(run) / "ranks.jsonl").string());
+  const auto routing = read_routing((std::filesystem::path(run) / "routing.tsv").string());
+  const json& first = records.front();
+  const json& last = records.back();
+
+  std::printf("%s: %zu telemetry records, steps %lld..%lld; latest over %lld tokens (%.2f s)\n\n",
+              run.c_str(), records.size(), first["step"].get<long long>(),
+              last["step"].get<long long>(), last.value("tokens", 0LL), last.value("seconds", 0.0));
+  std::printf("activation stable rank st(A), first -> latest\n");
+  std::printf(
+      "  %-22s %s\n", "tokens (1/p_max)",
+      trend(first_value(records, {"act", "tokens", "st"}), get(last, {"act", "tokens", "st"}))
+          .c_str());
+  for (const std::string& key : sorted_keys(last["act"])) {
+    if (key == "tokens") continue;
+    std::printf("  %-22s %s\n", key.c_str(),
+                trend(first_value(records, {"act", key.c_str(), "st"}),
+                      get(last, {"act", key.c_str(), "st"}))
+                    .c_str());
+  }
+
+  std::printf("\n%-22s %-18s %-18s %8s %8s %7s %8s  %s\n", "weight", "optimizer", "input A",
+              "st(A)", "nr(G)", "nr/st", "upd st", "nr(G) first -> latest");
+  int marked = 0, total = 0;
+  for (const std::string& name : sorted_keys(last["weights"])) {
+    const json& w = last["weights"][name];
+    const std::string input = w.value("input", "");
+    const double st = get(last, {"act", input.c_str(), "st"});
+    const double nr = get(w, {"grad_nr"});
+    const bool spectral = std::isfinite(nr) && std::isfinite(st) && nr >= st;
+    marked += spectral;
+    ++total;
+    auto it = routing.find(name);
+    std::printf("%-22s %-18s %-18s %8s %8s %7s %8s  %s%s\n", name.c_str(),
+                it == routing.end() ? "?" : it->second.c_str(), input.c_str(), cell(st).c_str(),
+                cell(nr).c_str(), cell(get(w, {"ratio"})).c_str(),
+                cell(get(w, {"update_st"})).c_str(),
+                trend(first_value(records, {"weights", name.c_str(), "grad_nr"}), nr).c_str(),
+                spectral ? "  *" : "");
+  }
+  std::printf(
+      "\n* nr(G) >= st(A): a spectral (Muon) update is predicted to beat a Euclidean one "
+      "(%d of %d weights)\n",
+      marked, total);
+  return 0;
+}
+
+}  // namespace muongpt

@@ -1,0 +1,331 @@
+#include "train/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "core/error.h"
+#include "data/loader.h"
+#include "model/gpt.h"
+#include "optim/optimizer.h"
+#include "optim/routing.h"
+#include "optim/schedule.h"
+#include "train/checkpoint.h"
+#include "train/fault.h"
+#include "train/run_log.h"
+#include "train/telemetry.h"
+
+namespace muongpt {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
+
+// SIGINT/SIGTERM finish the current step, save a checkpoint and stop (a second one kills).
+struct StopSignals {
+  StopSignals() {
+    g_stop_signal = 0;
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+  }
+};
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::trunc);
+  out << text;
+  if (!out) fail(p.string(), "cannot write");
+}
+
+// Splits loader windows [B, T+1] into inputs and targets [B, T].
+void split_windows(const int32_t* windows, int64_t B, int64_t T, int32_t* idx, int32_t* tgt) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      idx[b * T + t] = windows[b * (T + 1) + t];
+      tgt[b * T + t] = windows[b * (T + 1) + t + 1];
+    }
+}
+
+// Name of the first parameter whose gradient (or value) holds a NaN or Inf, or "".
+std::string first_nonfinite(const Gpt<float>& model, bool grads) {
+  for (size_t i = 0; i < model.specs().size(); ++i) {
+    const Tensor t = grads ? model.grad(i) : model.param(i);
+    const float* p = t.data<float>();
+    for (int64_t j = 0; j < t.numel(); ++j)
+      if (!std::isfinite(p[j])) return model.specs()[i].name;
+  }
+  return "";
+}
+
+// Global gradient L2 norm; scales the gradients down to `clip` when it is exceeded (clip > 0).
+double clip_gradients(Gpt<float>& model, double clip) {
+  float* g = model.grads_flat().data<float>();
+  const int64_t n = model.grads_flat().numel();
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(g[i]) * double(g[i]);
+  const double norm = std::sqrt(ss);
+  if (clip > 0 && norm > clip) {
+    const float s = float(clip / norm);
+    for (int64_t i = 0; i < n; ++i) g[i] *= s;
+  }
+  return norm;
+}
+
+std::string fmt(const char* format, auto... args) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, format, args...);
+  return buf;
+}
+
+constexpr const char* kStopped = "; stopping (the last checkpoint is intact)";
+
+// What one optimizer step produced.
+struct StepResult {
+  double loss = 0, grad_norm = 0, lr_scale = 0, telemetry_s = 0, seconds = 0;
+  bool measured = false;  // telemetry ran
+};
+
+// One training run: everything the loop needs, built from the config (and a checkpoint).
+class Run {
+ public:
+  Run(const RunConfig& cfg, const std::string& resume_dir)
+      : cfg_(cfg),
+        dir_(cfg.run_dir()),
+        B_(cfg.data.batch_size),
+        T_(cfg.seq()),
+        accum_(cfg.data.grad_accum),
+        model_(cfg.model, B_, T_),
+        routes_(init_routes()),
+        optimizer_(Optimizer::create(routes_, param_slots(model_), cfg.optim)),
+        loader_({.pattern = cfg.data.train,
+                 .batch = B_,
+                 .seq = T_,
+                 .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
+                 .seed = static_cast<uint64_t>(cfg.run.seed)}),
+        telemetry_(model_, cfg.telemetry.every),
+        windows_(B_ * (T_ + 1)),
+        idx_(B_ * T_),
+        tgt_(B_ * T_) {
+    if (!cfg.data.val.empty()) val_.emplace(cfg.data.val, cfg.data.val_tokens, B_, T_, 0, 1);
+    model_.init_params(static_cast<uint64_t>(cfg.run.seed));
+    if (resume_dir.empty()) return;
+    Checkpoint ck(resume_dir);
+    check_same_model(ck.model_config(), cfg.model, resume_dir);
+    ck.load_weights(model_);
+    optimizer_->load_state(ck.optimizer(), ck.state().value("optimizer", nlohmann::json()),
+                           resume_dir);
+    loader_.restore(LoaderPosition::from_json(ck.state().at("loader"), resume_dir));
+    step_ = ck.state().at("step").get<int64_t>();
+    tokens_ = ck.state().at("tokens").get<int64_t>();
+  }
+
+  int64_t step() const { return step_; }
+  int64_t tokens_per_step() const { return B_ * T_ * accum_; }
+  const std::vector<Route>& routes() const { return routes_; }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  std::string describe() const {
+    return fmt(
+        "model: %lld parameters, arena %.1f MiB; batch %lld x %lld tokens x %lld "
+        "micro-steps = %lld tokens/step; %zu train shards, %lld tokens",
+        (long long)param_count(model_.specs()), model_.arena_bytes() / 1048576.0, (long long)B_,
+        (long long)T_, (long long)accum_, (long long)tokens_per_step(), loader_.files().size(),
+        (long long)loader_.total_tokens());
+  }
+
+  // Forward/backward over the micro-batches, checks, clipping, the update, telemetry.
+  StepResult train_step(JsonlWriter& ranks) {
+    const auto t0 = Clock::now();
+    const int64_t step = ++step_;
+    StepResult r;
+    r.measured = telemetry_.due(step);
+    if (r.measured) telemetry_.begin();
+    optimizer_->set_record_updates(r.measured);
+    model_.zero_grads();
+    for (int64_t micro = 0; micro < accum_; ++micro) {
+      loader_.next(windows_.data());
+      split_windows(windows_.data(), B_, T_, idx_.data(), tgt_.data());
+      r.loss += model_.forward(idx_.data(), tgt_.data()) / double(accum_);
+      if (r.measured) telemetry_.add_activations(model_, idx_.data(), B_ * T_);
+      model_.backward(1.0f / float(accum_));
+    }
+    if (!std::isfinite(r.loss))
+      fail(dir_, "step ", step, ": the loss is ", std::isnan(r.loss) ? "NaN" : "infinite",
+           kStopped);
+    if (std::string bad = first_nonfinite(model_, true); !bad.empty())
+      fail(dir_, "step ", step, ": non-finite gradient in ", bad, kStopped);
+    if (r.measured) telemetry_.add_gradients(model_);
+    r.grad_norm = clip_gradients(model_, cfg_.train.clip);
+    r.lr_scale = lr_multiplier(cfg_.schedule, step - 1, cfg_.train.steps);
+    optimizer_->step(step - 1, r.lr_scale);
+    if (std::string bad = first_nonfinite(model_, false); !bad.empty())
+      fail(dir_, "step ", step, ": the update made ", bad, " non-finite", kStopped);
+    fault_point("step", step);
+    tokens_ += tokens_per_step();
+    if (r.measured) {
+      auto rec =
+          telemetry_.finish(model_, step, [&](size_t i) { return optimizer_->last_update(i); });
+      r.telemetry_s = rec["seconds"].get<double>();
+      ranks.write(rec);
+    }
+    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return r;
+  }
+
+  // Mean loss over the validation tokens (NaN without a val set).
+  double evaluate() {
+    if (!val_) return NAN;
+    double total = 0;
+    for (int64_t i = 0; i < val_->num_batches(); ++i) {
+      val_->batch(i, windows_.data());
+      split_windows(windows_.data(), B_, T_, idx_.data(), tgt_.data());
+      total += model_.forward(idx_.data(), tgt_.data());
+    }
+    return total / double(val_->num_batches());
+  }
+  bool has_val() const { return val_.has_value(); }
+
+  nlohmann::json metrics(const StepResult& r, double val_loss) const {
+    nlohmann::json rec = {{"step", step_},
+                          {"tokens", tokens_},
+                          {"train_loss", r.loss},
+                          {"lr", r.lr_scale},
+                          {"grad_norm", r.grad_norm},
+                          {"tokens_per_s", double(tokens_per_step()) / r.seconds},
+                          {"step_ms", r.seconds * 1e3},
+                          {"mem_bytes", model_.arena_bytes()}};
+    if (std::isfinite(val_loss)) rec["val_loss"] = val_loss;
+    if (r.measured) rec["telemetry_s"] = r.telemetry_s;
+    return rec;
+  }
+
+  std::string save_checkpoint_now() {
+    nlohmann::json state = {{"tokens", tokens_},
+                            {"loader", loader_.position().to_json()},
+                            {"optimizer", optimizer_->state_json()},
+                            {"seed", cfg_.run.seed}};
+    return save_checkpoint(dir_, step_, model_,
+                           {optimizer_->state_tensors(), std::move(state), cfg_.to_toml()},
+                           cfg_.train.keep_checkpoints);
+  }
+
+ private:
+  std::vector<Route> init_routes() {
+    return resolve_routing(model_.specs(), cfg_.optim, cfg_.file, &warnings_);
+  }
+
+  const RunConfig& cfg_;
+  std::string dir_;
+  int64_t B_, T_, accum_;
+  Gpt<float> model_;
+  std::vector<std::string> warnings_;
+  std::vector<Route> routes_;
+  std::unique_ptr<Optimizer> optimizer_;
+  DataLoader loader_;
+  std::optional<ValLoader> val_;
+  RankTelemetry telemetry_;
+  std::vector<int32_t> windows_, idx_, tgt_;  // [B, T+1], [B, T], [B, T]
+  int64_t step_ = 0, tokens_ = 0;
+};
+
+// "latest" → the run's newest checkpoint; refuses to start a fresh run over existing ones.
+std::string resolve_resume(const std::string& resume, const std::string& run_dir) {
+  if (resume == "latest") {
+    std::string dir = latest_checkpoint(run_dir);
+    if (dir.empty()) fail(run_dir, "has no checkpoint to resume from (--resume latest)");
+    return dir;
+  }
+  if (resume.empty() && !list_checkpoints(run_dir).empty())
+    fail(run_dir,
+         "already holds checkpoints: pass --resume latest to continue it, or choose another "
+         "[run] name");
+  return resume;
+}
+
+}  // namespace
+
+TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
+  if (cfg.device.backend == "cuda")
+    fail(cfg.file,
+         "[device] backend = \"cuda\": the CUDA training backend is not built yet; "
+         "use \"cpu\" or \"auto\"");
+  const std::string dir = cfg.run_dir(), resume = resolve_resume(options.resume, dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(dir, "cannot create the run directory: ", ec.message());
+  Run run(cfg, resume);
+
+  write_file(fs::path(dir) / "config.toml", cfg.to_toml());
+  write_file(fs::path(dir) / "routing.tsv", routing_tsv(run.routes()));
+  Console console((fs::path(dir) / "log.txt").string());
+  JsonlWriter metrics((fs::path(dir) / "metrics.jsonl").string(), run.step());
+  JsonlWriter ranks((fs::path(dir) / "ranks.jsonl").string(), run.step());
+  for (const auto& w : run.warnings()) console.line("muongpt: warning: " + w);
+  console.line(fmt("muongpt train: %s -> %s (%s)", cfg.file.c_str(), dir.c_str(),
+                   resume.empty() ? "new run" : ("resuming " + resume).c_str()));
+  console.line(run.describe());
+  console.line(routing_table(run.routes()));
+
+  // The loop: one optimizer step per iteration.
+  StopSignals stop_signals;
+  TrainSummary summary{dir, run.step(), run.step(), NAN, NAN, 0, false};
+  const auto t_run = Clock::now();
+  double telemetry_s = 0;
+  const int64_t total = cfg.train.steps;
+  while (run.step() < total) {
+    const StepResult r = run.train_step(ranks);
+    const int64_t step = run.step();
+    const bool last = step == total, stop = g_stop_signal != 0;
+    const bool eval =
+        run.has_val() && (last || (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0));
+    const double val_loss = eval ? run.evaluate() : NAN;
+    telemetry_s += r.telemetry_s;
+    summary = {dir, summary.first_step, step, r.loss, eval ? val_loss : summary.val_loss, 0, stop};
+
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t_run).count();
+    const std::string status = fmt(
+        "step %lld/%lld | loss %.4f | lr x%.3f | %.0f tok/s | %.0f ms | ETA %s%s", (long long)step,
+        (long long)total, r.loss, r.lr_scale, run.tokens_per_step() / r.seconds, r.seconds * 1e3,
+        format_duration(elapsed / double(step - summary.first_step) * double(total - step)).c_str(),
+        eval ? fmt(" | val %.4f", val_loss).c_str() : "");
+    if (step % cfg.train.log_every == 0 || step == summary.first_step + 1 || last || eval) {
+      metrics.write(run.metrics(r, val_loss));
+      console.line(status);
+    } else {
+      console.progress(status);
+    }
+    if (last || stop || (cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every == 0))
+      console.line("checkpoint: " + run.save_checkpoint_now());
+    if (stop) {
+      console.line(fmt("stopped by signal %d after step %lld; resume with --resume latest",
+                       int(g_stop_signal), (long long)step));
+      break;
+    }
+  }
+  summary.seconds = std::chrono::duration<double>(Clock::now() - t_run).count();
+  console.line(
+      fmt("done: steps %lld..%lld in %s, train loss %.4f, val loss %.4f, telemetry "
+          "%.1f%% of the time; run in %s",
+          (long long)summary.first_step + 1, (long long)summary.last_step,
+          format_duration(summary.seconds).c_str(), summary.train_loss, summary.val_loss,
+          100.0 * telemetry_s / std::max(summary.seconds, 1e-9), dir.c_str()));
+  return summary;
+}
+
+}  // namespace muongpt
