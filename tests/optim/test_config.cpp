@@ -11,20 +11,14 @@
 #include "optim/config.h"
 #include "optim/optim_testing.h"
 #include "optim/schedule.h"
+#include "testing/errors.h"
 
 namespace muongpt {
 namespace {
 
 using testing::optim_from_text;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(OptimConfig, DefaultsAreTheSpeedrunOnes) {
   const OptimConfig c = optim_from_text("");

@@ -19,6 +19,7 @@
 #include "optim/optimizer.h"
 #include "optim/routing.h"
 #include "optim/schedule.h"
+#include "testing/errors.h"
 
 namespace muongpt {
 namespace {
@@ -36,14 +37,7 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 // Parity tolerances, as max |ours − ref| / max |ref_t − initial| per tensor and step: the error
 // relative to how far the reference has moved the tensor so far. docs/optim.md explains them:

@@ -12,6 +12,7 @@
 #include "model/params.h"
 #include "optim/optim_testing.h"
 #include "optim/routing.h"
+#include "testing/errors.h"
 
 namespace muongpt {
 namespace {
@@ -35,14 +36,7 @@ std::map<std::string, Route> by_name(const std::vector<Route>& routes) {
   return m;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 // What each preset should do to one parameter of the base model.
 std::string expected_optimizer(const std::string& preset, const std::string& name, size_t ndim) {
