@@ -77,6 +77,21 @@ std::vector<std::string> list_checkpoints(const std::string& run_dir) {
   return out;
 }
 
+std::vector<std::string> set_aside_checkpoints_after(const std::string& run_dir, int64_t step) {
+  std::vector<std::string> moved;
+  for (const std::string& c : list_checkpoints(run_dir)) {
+    const fs::path p(c);
+    if (std::stoll(p.filename().string().substr(5)) <= step) continue;
+    const fs::path to = p.parent_path() / ("abandoned_" + p.filename().string());
+    std::error_code ec;
+    fs::remove_all(to, ec);
+    fs::rename(p, to, ec);
+    if (ec) fail(c, "cannot set aside (resuming from an older checkpoint): ", ec.message());
+    moved.push_back(to.string());
+  }
+  return moved;
+}
+
 std::string latest_checkpoint(const std::string& run_dir) {
   auto all = list_checkpoints(run_dir);
   return all.empty() ? "" : all.back();

@@ -34,6 +34,9 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Gpt<
 // The newest complete checkpoint directory of a run, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);
 std::vector<std::string> list_checkpoints(const std::string& run_dir);  // oldest first
+// Resuming from an older checkpoint abandons the newer ones: they are renamed
+// abandoned_step_NNNNNN (kept, but no longer "latest"). Returns their new paths.
+std::vector<std::string> set_aside_checkpoints_after(const std::string& run_dir, int64_t step);
 
 // A checkpoint directory, read and validated (missing files, truncation, bad JSON are Errors
 // naming the file).

@@ -270,6 +270,7 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
   fs::create_directories(dir, ec);
   if (ec) fail(dir, "cannot create the run directory: ", ec.message());
   Run run(cfg, resume);
+  const auto abandoned = set_aside_checkpoints_after(dir, run.step());
 
   write_file(fs::path(dir) / "config.toml", cfg.to_toml());
   write_file(fs::path(dir) / "routing.tsv", routing_tsv(run.routes()));
@@ -277,6 +278,8 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
   JsonlWriter metrics((fs::path(dir) / "metrics.jsonl").string(), run.step());
   JsonlWriter ranks((fs::path(dir) / "ranks.jsonl").string(), run.step());
   for (const auto& w : run.warnings()) console.line("muongpt: warning: " + w);
+  for (const auto& a : abandoned)
+    console.line("muongpt: note: resuming from an older checkpoint: set aside " + a);
   console.line(fmt("muongpt train: %s -> %s (%s)", cfg.file.c_str(), dir.c_str(),
                    resume.empty() ? "new run" : ("resuming " + resume).c_str()));
   console.line(run.describe());

@@ -144,6 +144,18 @@ TEST_F(TrainerTest, KilledMidStepResumesIdentically) {
   EXPECT_EQ(read_jsonl(run_dir("killed") / "ranks.jsonl").size(), 4u);  // no duplicates
 }
 
+TEST_F(TrainerTest, ResumingAnOlderCheckpointSetsTheNewerOnesAside) {
+  ASSERT_EQ(run(train("full")).status, 0);
+  const auto want = losses("full");
+  const fs::path ckpts = run_dir("full") / "checkpoints";
+  Result r = run(train("full", "--resume " + (ckpts / "step_000003").string()));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("set aside"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(ckpts / "abandoned_step_000006"));
+  EXPECT_EQ(losses("full"), want);  // the same steps again, no duplicated records
+  EXPECT_EQ(latest_checkpoint(run_dir("full").string()), (ckpts / "step_000006").string());
+}
+
 TEST_F(TrainerTest, KilledMidCheckpointResumesFromTheLastCompleteOne) {
   ASSERT_EQ(run(train("full")).status, 0);
   Result r = run(train("killed"), "MUONGPT_FAULT=checkpoint:6");
