@@ -10,5 +10,6 @@ int cmd_tokenize(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_ranks(int argc, char** argv);
 int cmd_sample(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace muongpt

@@ -27,6 +27,8 @@ constexpr Command kCommands[] = {
     {"model-info", "print the parameter table of a model config", muongpt::cmd_model_info},
     {"tokenize", "turn .txt/.jsonl text into GPT-2 token shards", muongpt::cmd_tokenize},
     {"shard-info", "check token shards and print their statistics", muongpt::cmd_shard_info},
+    {"bench", "time training steps of a config: tokens/s, step split, FLOP rate",
+     muongpt::cmd_bench},
 };
 
 void print_usage(std::FILE* out) {

@@ -1,0 +1,75 @@
+// `muongpt bench`: two steps of a tiny model on random tokens produce one JSON object whose
+// figures exist and are positive (no timing assertions: the machine may be busy).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+struct Result {
+  int status;
+  std::string out;
+};
+
+Result run_bench(const std::string& args) {
+  std::string cmd = std::string(MUONGPT_BIN) + " bench " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+std::string tiny_config() {
+  auto path = std::filesystem::temp_directory_path() / "muongpt_bench_tiny.toml";
+  std::ofstream(path) << "[model]\nvocab_size = 256\nvocab_multiple = 64\nn_layer = 2\n"
+                         "d_model = 32\nd_head = 16\nseq_len = 16\n"
+                         "[data]\ntrain = \"/nonexistent/none_*.bin\"\nbatch_size = 2\n"
+                         "[train]\nsteps = 100\n[telemetry]\nevery = 10\n";
+  return path.string();
+}
+
+TEST(Bench, JsonFieldsExistAndArePositive) {
+  const std::string json_path =
+      (std::filesystem::temp_directory_path() / "muongpt_bench_tiny.json").string();
+  std::filesystem::remove(json_path);
+  Result r = run_bench("--config " + tiny_config() + " --random-data --warmup 1 --steps 2 --json " +
+                       json_path);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("tokens/s"), std::string::npos) << r.out;
+  std::ifstream f(json_path);
+  ASSERT_TRUE(f.good());
+  const nlohmann::json j = nlohmann::json::parse(f);
+  for (const char* key : {"tokens_per_s", "step_ms", "forward_ms", "backward_ms", "optimizer_ms",
+                          "newton_schulz_ms", "telemetry_ms", "telemetry_amortised_ms",
+                          "gflops_per_s", "flops_per_token", "peak_rss_mib", "params"}) {
+    ASSERT_TRUE(j.contains(key)) << key << "\n" << j.dump(2);
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(j["steps"].get<int>(), 2);
+  EXPECT_EQ(j["data"].get<std::string>(), "random");
+  EXPECT_EQ(j["tokens_per_step"].get<int>(), 2 * 16);
+}
+
+TEST(Bench, JsonOnStdoutAndErrors) {
+  Result r =
+      run_bench("--config " + tiny_config() + " --random-data --warmup 0 --steps 1 --json -");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_GT(j["tokens_per_s"].get<double>(), 0.0);
+  r = run_bench("--config " + tiny_config() + " --random-data --steps 0");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("--steps"), std::string::npos) << r.out;
+  r = run_bench("--config " + tiny_config());  // the shards do not exist
+  EXPECT_NE(r.status, 0);
+}
+
+}  // namespace

@@ -1,0 +1,358 @@
+// `muongpt bench --config FILE [--set k=v]... [--steps N] [--warmup W] [--json FILE]`: the
+// steady-state speed of a training step on the CPU, built from the config exactly as the trainer
+// builds it (model, routing, optimizer, loader), split into data, forward, backward, optimizer and
+// telemetry; plus a FLOP rate (formula in docs/bench.md) and the peak RSS. One JSON object with
+// the same figures goes to --json FILE ("-" for stdout).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/gemm.h"
+#include "core/parallel.h"
+#include "data/loader.h"
+#include "model/gpt.h"
+#include "model/params.h"
+#include "optim/dualizer.h"
+#include "optim/optimizer.h"
+#include "optim/routing.h"
+#include "optim/schedule.h"
+#include "tools/commands.h"
+#include "train/config.h"
+#include "train/telemetry.h"
+
+namespace muongpt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since_ms(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Per-phase milliseconds of the timed steps.
+struct Phases {
+  std::vector<double> data, forward, backward, optimizer, other, step;
+};
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// How many of the steps 1..steps the telemetry runs at (RankTelemetry::due).
+int64_t telemetry_steps(int64_t every, int64_t steps) {
+  if (every <= 0) return 0;
+  int64_t n = 0;
+  for (int64_t s = 1; s <= steps; ++s) n += (s <= 2 || s % every == 0);
+  return n;
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+// Where the batches come from: the config's train shards, or uniform random ids.
+class Batches {
+ public:
+  Batches(const RunConfig& cfg, bool random, int64_t B, int64_t T)
+      : B_(B), T_(T), vocab_(cfg.model.vocab_size), windows_(B * (T + 1)), rng_(cfg.run.seed) {
+    if (random) return;
+    if (cfg.data.train.empty())
+      fail(cfg.file, "[data] train is empty; give shards or use bench --random-data");
+    loader_.emplace(
+        LoaderOptions{.pattern = cfg.data.train,
+                      .batch = B,
+                      .seq = T,
+                      .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
+                      .seed = static_cast<uint64_t>(cfg.run.seed)});
+  }
+  bool random() const { return !loader_.has_value(); }
+
+  void next(int32_t* idx, int32_t* tgt) {
+    if (loader_) {
+      loader_->next(windows_.data());
+    } else {
+      std::uniform_int_distribution<int32_t> id(0, int32_t(vocab_ - 1));
+      for (int32_t& t : windows_) t = id(rng_);
+    }
+    for (int64_t b = 0; b < B_; ++b)
+      for (int64_t t = 0; t < T_; ++t) {
+        idx[b * T_ + t] = windows_[b * (T_ + 1) + t];
+        tgt[b * T_ + t] = windows_[b * (T_ + 1) + t + 1];
+      }
+  }
+
+ private:
+  int64_t B_, T_, vocab_;
+  std::vector<int32_t> windows_;
+  std::mt19937_64 rng_;
+  std::optional<DataLoader> loader_;
+};
+
+// The trainer's global gradient norm (clip = 0 still computes it).
+double grad_norm(const Gpt<float>& model) {
+  const float* g = model.grads_flat().data<float>();
+  const int64_t n = model.grads_flat().numel();
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(g[i]) * g[i];
+  return std::sqrt(ss);
+}
+
+// Milliseconds of one dualize() call per Muon matrix (the optimizer's Newton–Schulz work), timed
+// outside the optimizer on random matrices of the same shapes: median of `reps` passes.
+double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, int reps) {
+  DualizerSpec ns_default;
+  ns_default.coeffs = parse_ns_coeffs(optim.muon.ns_coeffs, "bench", "[optim.muon] ns_coeffs");
+  ns_default.ns_steps = int(optim.muon.ns_steps);
+  ns_default.ns_eps = optim.muon.ns_eps;
+  std::vector<std::pair<DualizerSpec, const Route*>> muon;
+  int64_t largest = 0;
+  for (const Route& r : routes) {
+    if (r.optimizer != "muon") continue;
+    muon.emplace_back(parse_dualizer(r.dualizer, ns_default, "bench", r.name), &r);
+    largest = std::max(largest, r.shape[0] * r.shape[1]);
+  }
+  if (muon.empty()) return 0;
+  std::vector<float> x(largest), out(largest);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 0.02f);
+  for (float& v : x) v = normal(rng);
+  DualizerWorkspace ws;
+  std::vector<double> passes;
+  for (int rep = 0; rep < reps + 1; ++rep) {
+    const auto t0 = Clock::now();
+    for (const auto& [spec, r] : muon)
+      dualize(spec, x.data(), out.data(), r->shape[0], r->shape[1], &ws);
+    if (rep > 0) passes.push_back(since_ms(t0));  // the first pass grows the workspace
+  }
+  return median(passes);
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  cxxopts::Options opts("muongpt bench",
+                        "Time steady-state training steps of a config on the CPU: tokens/s, the "
+                        "step split into data, forward, backward, optimizer (Newton-Schulz timed "
+                        "separately) and telemetry, a FLOP rate (docs/bench.md) and peak RSS.");
+  opts.add_options()("c,config", "run config (TOML)", cxxopts::value<std::string>())(
+      "s,set", "override a config key: section.key=value (repeatable)",
+      cxxopts::value<std::vector<std::string>>())("steps", "timed steps",
+                                                  cxxopts::value<int64_t>()->default_value("10"))(
+      "warmup", "untimed warm-up steps first", cxxopts::value<int64_t>()->default_value("2"))(
+      "random-data", "uniform random token ids instead of the [data] train shards")(
+      "peak-gflops", "the machine's peak GFLOP/s, to report an MFU (0 = none)",
+      cxxopts::value<double>()->default_value("0"))(
+      "json", "also write the figures as one JSON object to FILE ('-' = stdout only JSON)",
+      cxxopts::value<std::string>())("h,help", "show this help");
+  auto args = opts.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << opts.help() << std::endl;
+    return 0;
+  }
+  if (!args.count("config")) fail("bench", "--config FILE is required (see --help)");
+  std::vector<std::string> sets;
+  if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
+  const RunConfig cfg = load_run_config(args["config"].as<std::string>(), sets);
+  const int64_t steps = args["steps"].as<int64_t>();
+  const int64_t warmup = args["warmup"].as<int64_t>();
+  if (steps < 1) fail("bench", "--steps must be at least 1, got ", steps);
+  if (warmup < 0) fail("bench", "--warmup must be at least 0, got ", warmup);
+  const std::string json_path = args.count("json") ? args["json"].as<std::string>() : "";
+  const bool json_only = json_path == "-";
+
+  const int64_t B = cfg.data.batch_size, T = cfg.seq(), accum = cfg.data.grad_accum;
+  Gpt<float> model(cfg.model, B, T);
+  std::vector<std::string> warnings;
+  const auto routes = resolve_routing(model.specs(), cfg.optim, cfg.file, &warnings);
+  auto optimizer = Optimizer::create(routes, param_slots(model), cfg.optim);
+  Batches batches(cfg, args.count("random-data") > 0, B, T);
+  model.init_params(static_cast<uint64_t>(cfg.run.seed));
+  std::vector<int32_t> idx(B * T), tgt(B * T);
+
+  // One trainer step (without telemetry, checkpoints or evaluation), timed by phase.
+  int64_t step = 0;
+  double last_loss = 0;
+  auto train_step = [&](Phases* ph) {
+    const auto t_step = Clock::now();
+    double data = 0, fwd = 0, bwd = 0;
+    model.zero_grads();
+    double loss = 0;
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      auto t0 = Clock::now();
+      batches.next(idx.data(), tgt.data());
+      data += since_ms(t0);
+      t0 = Clock::now();
+      loss += model.forward(idx.data(), tgt.data()) / double(accum);
+      fwd += since_ms(t0);
+      t0 = Clock::now();
+      model.backward(1.0f / float(accum));
+      bwd += since_ms(t0);
+    }
+    (void)grad_norm(model);
+    const auto t_opt = Clock::now();
+    optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
+    const double opt = since_ms(t_opt);
+    ++step;
+    last_loss = loss;
+    if (!std::isfinite(loss)) fail("bench", "step ", step, ": the loss is not finite");
+    if (ph) {
+      ph->data.push_back(data);
+      ph->forward.push_back(fwd);
+      ph->backward.push_back(bwd);
+      ph->optimizer.push_back(opt);
+      const double total = since_ms(t_step);
+      ph->step.push_back(total);
+      ph->other.push_back(std::max(0.0, total - data - fwd - bwd - opt));
+    }
+  };
+
+  for (int64_t i = 0; i < warmup; ++i) train_step(nullptr);
+  Phases ph;
+  for (int64_t i = 0; i < steps; ++i) train_step(&ph);
+
+  // One telemetry step, with only the telemetry calls (and the update recording) timed.
+  double telemetry_ms = 0;
+  if (cfg.telemetry.every > 0) {
+    RankTelemetry telemetry(model, cfg.telemetry.every);
+    model.zero_grads();
+    batches.next(idx.data(), tgt.data());
+    auto t0 = Clock::now();
+    telemetry.begin();
+    telemetry_ms += since_ms(t0);
+    model.forward(idx.data(), tgt.data());
+    t0 = Clock::now();
+    telemetry.add_activations(model, idx.data(), B * T);
+    telemetry_ms += since_ms(t0);
+    model.backward(1.0f);
+    t0 = Clock::now();
+    telemetry.add_gradients(model);
+    telemetry_ms += since_ms(t0);
+    optimizer->set_record_updates(true);
+    t0 = Clock::now();
+    optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
+    const double opt_recording = since_ms(t0);
+    telemetry_ms += std::max(0.0, opt_recording - median(ph.optimizer));
+    t0 = Clock::now();
+    telemetry.finish(model, step + 1, [&](size_t i) { return optimizer->last_update(i); });
+    telemetry_ms += since_ms(t0);
+    optimizer->set_record_updates(false);
+  }
+  const double ns_ms = dualize_ms(routes, cfg.optim, 3);
+
+  // FLOPs per token: 6·N (N = every parameter but the embedding, the head counted with its
+  // vocab_size used rows) + 6·L·T·d (causal attention: QKᵀ and PV, forward and backward).
+  const auto& specs = model.specs();
+  const int64_t d = cfg.model.d_model, L = cfg.model.n_layer;
+  const int64_t n_total = param_count(specs);
+  const int64_t n_flop =
+      n_total - specs.front().numel() - (cfg.model.vocab_padded() - cfg.model.vocab_size) * d;
+  const double flops_per_token = 6.0 * double(n_flop) + 6.0 * double(L * T * d);
+  const int64_t tokens_per_step = B * T * accum;
+
+  const double step_ms = median(ph.step);
+  const double tokens_per_s = double(tokens_per_step) / (step_ms / 1e3);
+  const double gflops = flops_per_token * tokens_per_s / 1e9;
+  const double peak = args["peak-gflops"].as<double>();
+  const int64_t run_steps = cfg.train.steps;
+  const int64_t tel_steps = telemetry_steps(cfg.telemetry.every, run_steps);
+  const double tel_amortised = telemetry_ms * double(tel_steps) / double(run_steps);
+
+  nlohmann::json j = {
+      {"tool", "muongpt"},
+      {"config", cfg.file},
+      {"data", batches.random() ? "random" : "shards"},
+      {"threads", cpu_threads()},
+      {"gemm", gemm_uses_cblas() ? "cblas" : "loops"},
+      {"batch", B},
+      {"seq", T},
+      {"grad_accum", accum},
+      {"tokens_per_step", tokens_per_step},
+      {"warmup", warmup},
+      {"steps", steps},
+      {"params", n_total},
+      {"params_flop", n_flop},
+      {"flops_per_token", flops_per_token},
+      {"tokens_per_s", tokens_per_s},
+      {"step_ms", step_ms},
+      {"step_ms_mean", mean(ph.step)},
+      {"data_ms", median(ph.data)},
+      {"forward_ms", median(ph.forward)},
+      {"backward_ms", median(ph.backward)},
+      {"optimizer_ms", median(ph.optimizer)},
+      {"newton_schulz_ms", ns_ms},
+      {"other_ms", median(ph.other)},
+      {"telemetry_every", cfg.telemetry.every},
+      {"telemetry_ms", telemetry_ms},
+      {"telemetry_amortised_ms", tel_amortised},
+      {"telemetry_frac", step_ms > 0 ? tel_amortised / (step_ms + tel_amortised) : 0.0},
+      {"gflops_per_s", gflops},
+      {"peak_rss_mib", peak_rss_mib()},
+      {"final_loss", last_loss}};
+  if (peak > 0) j["mfu"] = gflops / peak;
+
+  if (!json_only) {
+    std::printf("bench: %s (%s data), %d threads, GEMM %s\n", cfg.file.c_str(),
+                batches.random() ? "random" : "shard", cpu_threads(),
+                gemm_uses_cblas() ? "CBLAS" : "loops");
+    std::printf(
+        "  batch %lld x %lld x %lld micro-steps = %lld tokens/step; %lld warm-up + %lld "
+        "timed steps (medians)\n",
+        (long long)B, (long long)T, (long long)accum, (long long)tokens_per_step, (long long)warmup,
+        (long long)steps);
+    std::printf("  tokens/s     %10.0f\n", tokens_per_s);
+    std::printf("  step         %10.2f ms\n", step_ms);
+    std::printf("    data       %10.2f ms\n", median(ph.data));
+    std::printf("    forward    %10.2f ms\n", median(ph.forward));
+    std::printf("    backward   %10.2f ms\n", median(ph.backward));
+    std::printf("    optimizer  %10.2f ms  (Newton-Schulz, timed apart: %.2f ms)\n",
+                median(ph.optimizer), ns_ms);
+    std::printf("    other      %10.2f ms  (gradient norm, zeroing)\n",
+                j["other_ms"].get<double>());
+    if (cfg.telemetry.every > 0)
+      std::printf(
+          "  telemetry    %10.2f ms per telemetry step; every %lld: %lld of %lld steps, "
+          "%.2f ms/step amortised (%.1f%% of run time)\n",
+          telemetry_ms, (long long)cfg.telemetry.every, (long long)tel_steps, (long long)run_steps,
+          tel_amortised, 100 * j["telemetry_frac"].get<double>());
+    std::printf("  FLOP rate    %10.2f GFLOP/s (%.3g FLOP/token", gflops, flops_per_token);
+    if (peak > 0) std::printf(", MFU %.1f%% of %.0f GFLOP/s", 100 * gflops / peak, peak);
+    std::printf(")\n  peak RSS     %10.1f MiB\n", peak_rss_mib());
+  }
+  if (json_only) {
+    std::printf("%s\n", j.dump().c_str());
+  } else if (!json_path.empty()) {
+    std::ofstream f(json_path);
+    if (!f) fail(json_path, "cannot open for writing");
+    f << j.dump(2) << "\n";
+    if (!f) fail(json_path, "write failed");
+  }
+  std::fflush(stdout);
+  for (const std::string& w : warnings) std::fprintf(stderr, "muongpt: warning: %s\n", w.c_str());
+  return 0;
+}
+
+}  // namespace muongpt
