@@ -10,22 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "testing/subprocess.h"
+
 namespace {
 
-struct Result {
-  int status;
-  std::string out;
-};
+using Result = muongpt::testing::CommandResult;
 
 Result run_bench(const std::string& args) {
-  std::string cmd = std::string(MUONGPT_BIN) + " bench " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  return muongpt::testing::run_muongpt("bench " + args);
 }
 
 std::string tiny_config() {

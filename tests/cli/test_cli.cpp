@@ -9,22 +9,14 @@
 #include <fstream>
 #include <string>
 
+#include "testing/subprocess.h"
+
 namespace {
 
-struct Result {
-  int status;
-  std::string out;  // stdout and stderr together
-};
+using Result = muongpt::testing::CommandResult;
 
 Result run(const std::string& args) {
-  std::string cmd = std::string(MUONGPT_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  return muongpt::testing::run_muongpt(args);
 }
 
 std::string write_config(const std::string& name, const std::string& text) {

@@ -14,6 +14,7 @@
 
 #include "core/rng.h"
 #include "data/shard.h"
+#include "testing/subprocess.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 
@@ -22,20 +23,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;  // exit code, or 128 + signal
-  std::string out;
-};
+using Result = testing::CommandResult;
 
 Result run(const std::string& args, const std::string& env = "") {
-  std::string cmd = env + " " + std::string(MUONGPT_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
+  return testing::run_muongpt(args, env);
 }
 
 std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
