@@ -76,11 +76,11 @@ void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, 
   MG_CHECK(n <= kMax && k <= kMax && lda <= kMax && ldc <= kMax,
            "Gram dimensions exceed the BLAS integer range");
   if constexpr (std::is_same_v<T, float>) {
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta,
-                C, int(ldc));
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C,
+                int(ldc));
   } else {
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta,
-                C, int(ldc));
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C,
+                int(ldc));
   }
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < i; ++j) C[i * ldc + j] = C[j * ldc + i];
