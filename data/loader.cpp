@@ -396,4 +396,12 @@ void ValLoader::batch(int64_t i, int32_t* tokens) const {
   }
 }
 
+void split_windows(const int32_t* windows, int64_t B, int64_t T, int32_t* idx, int32_t* tgt) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      idx[b * T + t] = windows[b * (T + 1) + t];
+      tgt[b * T + t] = windows[b * (T + 1) + t + 1];
+    }
+}
+
 }  // namespace muongpt

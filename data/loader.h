@@ -86,6 +86,10 @@ class DataLoader {
   std::unique_ptr<Impl> impl_;
 };
 
+// Splits loader windows [B, T+1] into model inputs idx [B, T] and targets tgt [B, T] (the same
+// windows shifted by one token).
+void split_windows(const int32_t* windows, int64_t B, int64_t T, int32_t* idx, int32_t* tgt);
+
 // The first val_tokens tokens of the val shards (sorted, concatenated) as consecutive windows of
 // T+1 tokens with stride T; rank r takes windows r, r+N, r+2N, ... and batch i of rank r holds
 // its windows [i·B, (i+1)·B). Every rank has the same num_batches() (the remainder is dropped).

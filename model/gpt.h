@@ -38,6 +38,7 @@ class Gpt {
 
   void init_params(uint64_t seed);  // the design's initialisation
   void zero_grads();
+  double grad_norm() const;  // global L2 norm of all gradients (accumulated in double)
 
   // idx, targets: [B, T] token ids in [0, vocab_size). Returns the mean cross-entropy and keeps
   // what the backward needs. Ids out of range are an Error.

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -93,6 +94,14 @@ void Gpt<T>::init_params(uint64_t seed) {
 template <typename T>
 void Gpt<T>::zero_grads() {
   std::memset(grads_flat_.raw(), 0, grads_flat_.nbytes());
+}
+
+template <typename T>
+double Gpt<T>::grad_norm() const {
+  const T* g = grads_flat_.data<T>();
+  double ss = 0;
+  for (int64_t i = 0; i < grads_flat_.numel(); ++i) ss += double(g[i]) * double(g[i]);
+  return std::sqrt(ss);
 }
 
 template <typename T>

@@ -15,13 +15,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/parallel.h"
+#include "core/rng.h"
 #include "data/loader.h"
 #include "model/gpt.h"
 #include "model/params.h"
@@ -78,7 +78,11 @@ double peak_rss_mib() {
 class Batches {
  public:
   Batches(const RunConfig& cfg, bool random, int64_t B, int64_t T)
-      : B_(B), T_(T), vocab_(cfg.model.vocab_size), windows_(B * (T + 1)), rng_(cfg.run.seed) {
+      : B_(B),
+        T_(T),
+        vocab_(cfg.model.vocab_size),
+        windows_(B * (T + 1)),
+        rng_(uint64_t(cfg.run.seed)) {
     if (random) return;
     if (cfg.data.train.empty())
       fail(cfg.file, "[data] train is empty; give shards or use bench --random-data");
@@ -95,31 +99,17 @@ class Batches {
     if (loader_) {
       loader_->next(windows_.data());
     } else {
-      std::uniform_int_distribution<int32_t> id(0, int32_t(vocab_ - 1));
-      for (int32_t& t : windows_) t = id(rng_);
+      for (int32_t& t : windows_) t = int32_t(rng_.below(uint64_t(vocab_)));
     }
-    for (int64_t b = 0; b < B_; ++b)
-      for (int64_t t = 0; t < T_; ++t) {
-        idx[b * T_ + t] = windows_[b * (T_ + 1) + t];
-        tgt[b * T_ + t] = windows_[b * (T_ + 1) + t + 1];
-      }
+    split_windows(windows_.data(), B_, T_, idx, tgt);
   }
 
  private:
   int64_t B_, T_, vocab_;
   std::vector<int32_t> windows_;
-  std::mt19937_64 rng_;
+  Rng rng_;
   std::optional<DataLoader> loader_;
 };
-
-// The trainer's global gradient norm (clip = 0 still computes it).
-double grad_norm(const Gpt<float>& model) {
-  const float* g = model.grads_flat().data<float>();
-  const int64_t n = model.grads_flat().numel();
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += double(g[i]) * g[i];
-  return std::sqrt(ss);
-}
 
 // Milliseconds of one dualize() call per Muon matrix (the optimizer's Newton–Schulz work), timed
 // outside the optimizer on random matrices of the same shapes: median of `reps` passes.
@@ -137,9 +127,8 @@ double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, in
   }
   if (muon.empty()) return 0;
   std::vector<float> x(largest), out(largest);
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.f, 0.02f);
-  for (float& v : x) v = normal(rng);
+  Rng rng(7);
+  for (float& v : x) v = float(0.02 * rng.normal());
   DualizerWorkspace ws;
   std::vector<double> passes;
   for (int rep = 0; rep < reps + 1; ++rep) {
@@ -212,7 +201,7 @@ int cmd_bench(int argc, char** argv) {
       model.backward(1.0f / float(accum));
       bwd += since_ms(t0);
     }
-    (void)grad_norm(model);
+    (void)model.grad_norm();  // the trainer computes it every step
     const auto t_opt = Clock::now();
     optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
     const double opt = since_ms(t_opt);

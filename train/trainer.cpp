@@ -54,15 +54,6 @@ void write_file(const fs::path& p, const std::string& text) {
   if (!out) fail(p.string(), "cannot write");
 }
 
-// Splits loader windows [B, T+1] into inputs and targets [B, T].
-void split_windows(const int32_t* windows, int64_t B, int64_t T, int32_t* idx, int32_t* tgt) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      idx[b * T + t] = windows[b * (T + 1) + t];
-      tgt[b * T + t] = windows[b * (T + 1) + t + 1];
-    }
-}
-
 // Name of the first parameter whose gradient (or value) holds a NaN or Inf, or "".
 std::string first_nonfinite(const Gpt<float>& model, bool grads) {
   for (size_t i = 0; i < model.specs().size(); ++i) {
@@ -76,14 +67,11 @@ std::string first_nonfinite(const Gpt<float>& model, bool grads) {
 
 // Global gradient L2 norm; scales the gradients down to `clip` when it is exceeded (clip > 0).
 double clip_gradients(Gpt<float>& model, double clip) {
-  float* g = model.grads_flat().data<float>();
-  const int64_t n = model.grads_flat().numel();
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += double(g[i]) * double(g[i]);
-  const double norm = std::sqrt(ss);
+  const double norm = model.grad_norm();
   if (clip > 0 && norm > clip) {
+    float* g = model.grads_flat().data<float>();
     const float s = float(clip / norm);
-    for (int64_t i = 0; i < n; ++i) g[i] *= s;
+    for (int64_t i = 0; i < model.grads_flat().numel(); ++i) g[i] *= s;
   }
   return norm;
 }
