@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "data/data_testing.h"
 #include "data/shard.h"
 #include "testing/subprocess.h"
 #include "train/checkpoint.h"
@@ -201,8 +202,8 @@ TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
 }
 
 TEST_F(TrainerTest, SampleDecodesFromACheckpoint) {
-  const std::string vocab = std::string(MUONGPT_SOURCE_DIR) + "/.cache/gpt2.tiktoken";
-  if (!fs::exists(vocab)) GTEST_SKIP() << "no " << vocab << " (tools/fetch_vocab.sh fetches it)";
+  MG_REQUIRE_VOCAB();  // skips without gpt2.tiktoken, fails in CI (MUONGPT_REQUIRE_VOCAB)
+  const std::string vocab = testing::vocab_path();
   // A GPT-2-vocabulary model (the tiny shards' ids are valid GPT-2 ids).
   ASSERT_EQ(run(train("gpt2", "--set model.vocab_size=50257 --set train.steps=2")).status, 0);
   const std::string args = "sample --checkpoint " + run_dir("gpt2").string() + " --vocab " + vocab +
