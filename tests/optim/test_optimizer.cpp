@@ -20,6 +20,7 @@
 #include "optim/routing.h"
 #include "optim/schedule.h"
 #include "testing/errors.h"
+#include "testing/model_util.h"
 
 namespace muongpt {
 namespace {
@@ -348,12 +349,7 @@ TEST(Optimizer, MultiRankPlanSpreadsEveryShapeGroup) {
 
 // The whole path on the real model: a tiny GPT memorises one batch under every optimizer mix.
 TEST(Optimizer, TinyGptLearnsUnderEveryPreset) {
-  ModelConfig mc;
-  mc.vocab_size = 96;
-  mc.n_layer = 2;
-  mc.d_model = 64;
-  mc.d_head = 32;
-  mc.seq_len = 16;
+  const ModelConfig mc = testing::tiny_config();
   const int64_t B = 4, T = 16;
   Rng rng(11);
   std::vector<int32_t> idx(size_t(B * T)), targets(size_t(B * T));

@@ -13,6 +13,7 @@
 #include "optim/optim_testing.h"
 #include "optim/routing.h"
 #include "testing/errors.h"
+#include "testing/model_util.h"
 
 namespace muongpt {
 namespace {
@@ -20,14 +21,7 @@ namespace {
 using testing::optim_from_text;
 
 ModelConfig tiny(bool gains) {
-  ModelConfig c;
-  c.vocab_size = 96;
-  c.n_layer = 2;
-  c.d_model = 64;
-  c.d_head = 32;
-  c.seq_len = 16;
-  c.norm_gains = gains;
-  return c;
+  return gains ? testing::tiny_gains_config() : testing::tiny_config();
 }
 
 std::map<std::string, Route> by_name(const std::vector<Route>& routes) {
