@@ -6,7 +6,12 @@
 #include <cstdint>
 #include <string>
 
+// cudaStream_t without the CUDA headers, so host code can pass streams through.
+struct CUstream_st;
+
 namespace muongpt {
+
+using CudaStream = CUstream_st*;
 
 struct DeviceInfo {
   int index = 0;
