@@ -26,7 +26,7 @@ std::vector<ParamSlot> param_slots(const Gpt<float>& model) {
 
 std::unique_ptr<Optimizer> Optimizer::create(const std::vector<Route>& routes,
                                              const std::vector<ParamSlot>& slots,
-                                             const OptimConfig& cfg) {
+                                             const OptimConfig& cfg, Comm* comm) {
   if (routes.size() != slots.size())
     fail("optim", routes.size(), " routes for ", slots.size(), " parameters");
   bool any_cuda = false;
@@ -44,7 +44,7 @@ std::unique_ptr<Optimizer> Optimizer::create(const std::vector<Route>& routes,
     any_cuda |= s.device == Device::cuda;
   }
   if (any_cuda) fail("optim", "the CUDA optimizer is not built yet (parameters are on the GPU)");
-  return make_cpu_optimizer(routes, slots, cfg);
+  return make_cpu_optimizer(routes, slots, cfg, comm);
 }
 
 std::vector<int> muon_owner_ranks(const std::vector<Route>& routes, int world_size) {

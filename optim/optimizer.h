@@ -29,13 +29,18 @@
 
 namespace muongpt {
 
+class Comm;  // core/comm.h
+
 // A view of one parameter and its gradient (same shape, contiguous, row-major).
 struct ParamSlot {
   std::string name;
   std::vector<int64_t> shape;
   float* value = nullptr;  // fp32 master weights, updated in place
-  float* grad = nullptr;   // the step's gradient (averaged); read only
+  float* grad = nullptr;   // the step's gradient; reduce_gradients() averages it over the ranks
   Device device = Device::cpu;
+  // CUDA bf16 training only: the bf16 working copy the forward reads, rewritten from `value`
+  // after every update (null: the model reads the fp32 values directly).
+  uint16_t* working_bf16 = nullptr;
 
   int64_t numel() const;
 };
@@ -57,17 +62,28 @@ class Optimizer {
   virtual ~Optimizer() = default;
 
   // routes[i] must describe slots[i] (same name and shape, the order of resolve_routing()).
-  // Allocates all optimizer state (zeros) up front.
+  // Allocates all optimizer state (zeros) up front. `comm` (null = one process) is the group of
+  // ranks that train this model together; it must outlive the optimizer.
   static std::unique_ptr<Optimizer> create(const std::vector<Route>& routes,
                                            const std::vector<ParamSlot>& slots,
-                                           const OptimConfig& cfg);
+                                           const OptimConfig& cfg, Comm* comm = nullptr);
 
-  // One update of every parameter from its gradient. `step` is the 0-based optimizer step (Muon's
+  // Collective. Averages the step's gradients over the ranks and returns the global L2 norm of
+  // the averaged gradient. Each rank receives the averaged gradient of the parameters (or parts)
+  // it updates; `everywhere` makes every rank receive all of it (telemetry steps). On one rank it
+  // only computes the norm. The caller may then scale the gradients (clipping) before step().
+  virtual double reduce_gradients(bool everywhere) = 0;
+
+  // Collective. One update of every parameter from its (reduced) gradient; on several ranks each
+  // updates its own parameters (or parts) and the results are gathered, so every rank ends with
+  // every updated parameter. `step` is the 0-based optimizer step (Muon's
   // momentum warmup, AdamW's bias correction t = step + 1); lr_scale multiplies every base lr
   // (and so the decoupled decay lr·wd) for this step.
   virtual void step(int64_t step, double lr_scale) = 0;
 
-  // Checkpoint state. The tensors view the optimizer's own buffers (valid while it lives).
+  // Checkpoint state. The tensors view the optimizer's own buffers (valid while it lives, in host
+  // memory). Collective on several ranks: every rank must call it, and each receives the whole
+  // state (gathered from the ranks that hold its parts).
   virtual std::vector<SafetensorsTensor> state_tensors() const = 0;
   virtual nlohmann::json state_json() const = 0;
   // Tensors whose names do not start with "adamw." or "muon." are ignored (the file may hold

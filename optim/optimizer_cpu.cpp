@@ -86,6 +86,13 @@ class CpuOptimizer final : public Optimizer {
     ++steps_taken_;
   }
 
+  double reduce_gradients(bool) override {
+    double ss = 0;
+    for (const Param& p : params_)
+      for (int64_t j = 0; j < p.slot.numel(); ++j) ss += double(p.slot.grad[j]) * p.slot.grad[j];
+    return std::sqrt(ss);
+  }
+
   std::vector<SafetensorsTensor> state_tensors() const override {
     std::vector<SafetensorsTensor> out;
     for (const Param& p : params_) {
@@ -241,7 +248,8 @@ class CpuOptimizer final : public Optimizer {
 
 std::unique_ptr<Optimizer> make_cpu_optimizer(const std::vector<Route>& routes,
                                               const std::vector<ParamSlot>& slots,
-                                              const OptimConfig& cfg) {
+                                              const OptimConfig& cfg, Comm* comm) {
+  if (comm) fail("optim", "multi-rank CPU optimizer: not built yet");
   return std::make_unique<CpuOptimizer>(routes, slots, cfg);
 }
 

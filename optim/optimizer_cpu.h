@@ -11,6 +11,6 @@ namespace muongpt {
 // routes and slots are already checked to agree (create() does it).
 std::unique_ptr<Optimizer> make_cpu_optimizer(const std::vector<Route>& routes,
                                               const std::vector<ParamSlot>& slots,
-                                              const OptimConfig& cfg);
+                                              const OptimConfig& cfg, Comm* comm);
 
 }  // namespace muongpt
