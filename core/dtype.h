@@ -9,7 +9,7 @@
 
 namespace muongpt {
 
-enum class DType : uint8_t { f64, f32, bf16, i64, i32, u16 };
+enum class DType : uint8_t { f64, f32, bf16, i64, i32, u16, u8 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -22,6 +22,8 @@ constexpr size_t dtype_size(DType t) {
     case DType::bf16:
     case DType::u16:
       return 2;
+    case DType::u8:
+      return 1;
   }
   return 0;
 }
@@ -40,6 +42,8 @@ constexpr std::string_view dtype_name(DType t) {
       return "I32";
     case DType::u16:
       return "U16";
+    case DType::u8:
+      return "U8";
   }
   return "?";
 }
@@ -68,6 +72,10 @@ constexpr DType dtype_of<int32_t>() {
 template <>
 constexpr DType dtype_of<uint16_t>() {
   return DType::u16;
+}
+template <>
+constexpr DType dtype_of<uint8_t>() {
+  return DType::u8;
 }
 
 // bfloat16 <-> float on the host. Rounding is to nearest even; NaN stays NaN.

@@ -25,5 +25,7 @@ template <typename T>
 void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc);
 
 bool gemm_uses_cblas();
+// Threads OpenBLAS may use (no effect with another BLAS or without one).
+void set_blas_threads(int n);
 
 }  // namespace muongpt

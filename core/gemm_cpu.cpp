@@ -34,6 +34,12 @@ void gemm_plain(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T a
   }
 }
 
+void set_blas_threads([[maybe_unused]] int n) {
+#if defined(MUONGPT_HAVE_CBLAS) && defined(OPENBLAS_VERSION)
+  openblas_set_num_threads(n);
+#endif
+}
+
 bool gemm_uses_cblas() {
 #ifdef MUONGPT_HAVE_CBLAS
   return true;

@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/gemm.h"
+
 namespace muongpt {
 
 namespace {
@@ -82,15 +84,24 @@ Pool& pool() {
 
 }  // namespace
 
+namespace {
+int g_ranks_on_host = 1;
+}
+
 int cpu_threads() {
   static const int n = [] {
     if (const char* env = std::getenv("MUONGPT_THREADS")) {
       int v = std::atoi(env);
       if (v > 0) return std::min(v, 256);
     }
-    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / g_ranks_on_host);
   }();
   return n;
+}
+
+void share_cpu_threads(int ranks_on_host) {
+  g_ranks_on_host = std::max(1, ranks_on_host);
+  set_blas_threads(cpu_threads());
 }
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& body, int64_t min_chunk) {

@@ -129,6 +129,9 @@ std::vector<T> SafetensorsFile::read(const std::string& name) const {
     case DType::u16:
       load(uint16_t{});
       break;
+    case DType::u8:
+      load(uint8_t{});
+      break;
     case DType::bf16:
       for (size_t i = 0; i < out.size(); ++i) {
         uint16_t b;

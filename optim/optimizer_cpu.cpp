@@ -7,9 +7,11 @@
 #include <cmath>
 #include <set>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "optim/dualizer.h"
 #include "optim/schedule.h"
+#include "optim/shard_plan.h"
 #include "optim/update_math.h"
 
 namespace muongpt {
@@ -28,8 +30,13 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 class CpuOptimizer final : public Optimizer {
  public:
   CpuOptimizer(const std::vector<Route>& routes, const std::vector<ParamSlot>& slots,
-               const OptimConfig& cfg)
-      : Optimizer(routes), cfg_(cfg) {
+               const OptimConfig& cfg, Comm* comm)
+      : Optimizer(routes),
+        cfg_(cfg),
+        comm_(comm),
+        rank_(comm ? comm->rank() : 0),
+        world_(comm ? comm->world() : 1),
+        plan_(make_shard_plan(routes, world_)) {
     DualizerSpec ns_default;
     ns_default.coeffs = parse_ns_coeffs(cfg.muon.ns_coeffs, "optim", "[optim.muon] ns_coeffs");
     ns_default.ns_steps = static_cast<int>(cfg.muon.ns_steps);
@@ -39,20 +46,52 @@ class CpuOptimizer final : public Optimizer {
       Param p;
       p.slot = slots[i];
       p.muon = routes[i].optimizer == "muon";
-      const int64_t n = p.slot.numel();
+      const ShardSegment mine = plan_.segment(i, rank_);
+      p.lo = mine.begin;
+      p.hi = mine.end;
+      const size_t n = size_t(p.hi - p.lo);
       if (p.muon) {
         p.dualizer = parse_dualizer(routes[i].dualizer, ns_default, "optim",
                                     "parameter '" + routes[i].name + "'");
-        p.buf.assign(size_t(n), 0.0f);
-        largest_matrix = std::max(largest_matrix, n);
+        p.buf.assign(n, 0.0f);
+        if (n) largest_matrix = std::max(largest_matrix, p.slot.numel());
       } else {
-        p.m.assign(size_t(n), 0.0f);
-        p.v.assign(size_t(n), 0.0f);
+        p.m.assign(n, 0.0f);
+        p.v.assign(n, 0.0f);
       }
       params_.push_back(std::move(p));
     }
     u_.assign(size_t(largest_matrix), 0.0f);
     o_.assign(size_t(largest_matrix), 0.0f);
+    if (world_ > 1) {
+      send_.assign(size_t(plan_.count * world_), 0.0f);
+      gather_.assign(send_.size(), 0.0f);
+      recv_.assign(size_t(plan_.count), 0.0f);
+    }
+  }
+
+  double reduce_gradients(bool everywhere) override {
+    if (world_ > 1) {
+      // Sum every rank's gradients into the owners' segments (or everyone's), then average.
+      for (int r = 0; r < world_; ++r)
+        for (const ShardSegment& s : plan_.by_rank[size_t(r)])
+          copy_segment(params_[s.param].slot.grad, s, &send_[size_t(r * plan_.count)], true);
+      const float inv = 1.0f / float(world_);
+      if (everywhere) {
+        comm_->all_reduce_sum(send_.data(), int64_t(send_.size()), DType::f32);
+        for (int r = 0; r < world_; ++r)
+          for (const ShardSegment& s : plan_.by_rank[size_t(r)])
+            scale_into(params_[s.param].slot.grad, s, &send_[size_t(r * plan_.count)], inv);
+      } else {
+        comm_->reduce_scatter_sum(send_.data(), recv_.data(), plan_.count, DType::f32);
+        for (const ShardSegment& s : plan_.by_rank[size_t(rank_)])
+          scale_into(params_[s.param].slot.grad, s, recv_.data(), inv);
+      }
+    }
+    double ss = 0;  // over this rank's own segments, then over the ranks
+    for (const Param& p : params_)
+      for (int64_t j = p.lo; j < p.hi; ++j) ss += double(p.slot.grad[j]) * p.slot.grad[j];
+    return std::sqrt(comm_ ? comm_->sum(ss) : ss);
   }
 
   void step(int64_t step, double lr_scale) override {
@@ -72,6 +111,7 @@ class CpuOptimizer final : public Optimizer {
         p.update.resize(size_t(n));
         std::copy(w, w + n, p.update.begin());
       }
+      if (p.hi == p.lo) continue;  // another rank's
       const double lr = r.lr * lr_scale;
       if (p.muon) {
         muon_update(p, r, lr, mu);
@@ -80,27 +120,33 @@ class CpuOptimizer final : public Optimizer {
         adamw_update(p, r, lr, step + 1);
         ++stats_.adamw_params;
       }
-      if (recorded_)
-        for (int64_t j = 0; j < n; ++j) p.update[size_t(j)] = w[j] - p.update[size_t(j)];
     }
+    if (world_ > 1) {  // every rank's updated segments to every rank
+      for (const ShardSegment& s : plan_.by_rank[size_t(rank_)])
+        copy_segment(params_[s.param].slot.value, s, send_.data(), true);
+      comm_->all_gather(send_.data(), gather_.data(), plan_.count, DType::f32);
+      for (int r = 0; r < world_; ++r)
+        for (const ShardSegment& s : plan_.by_rank[size_t(r)])
+          copy_segment(params_[s.param].slot.value, s, &gather_[size_t(r * plan_.count)], false);
+    }
+    if (recorded_)
+      for (Param& p : params_)
+        for (int64_t j = 0; j < p.slot.numel(); ++j)
+          p.update[size_t(j)] = p.slot.value[j] - p.update[size_t(j)];
     ++steps_taken_;
   }
 
-  double reduce_gradients(bool) override {
-    double ss = 0;
-    for (const Param& p : params_)
-      for (int64_t j = 0; j < p.slot.numel(); ++j) ss += double(p.slot.grad[j]) * p.slot.grad[j];
-    return std::sqrt(ss);
-  }
-
   std::vector<SafetensorsTensor> state_tensors() const override {
+    if (world_ > 1) gather_state();
     std::vector<SafetensorsTensor> out;
-    for (const Param& p : params_) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      const State& st = world_ > 1 ? full_state_[i] : p.state();
       if (p.muon) {
-        out.push_back({"muon.buf." + p.slot.name, DType::f32, p.slot.shape, p.buf.data()});
+        out.push_back({"muon.buf." + p.slot.name, DType::f32, p.slot.shape, st.buf});
       } else {
-        out.push_back({"adamw.m." + p.slot.name, DType::f32, p.slot.shape, p.m.data()});
-        out.push_back({"adamw.v." + p.slot.name, DType::f32, p.slot.shape, p.v.data()});
+        out.push_back({"adamw.m." + p.slot.name, DType::f32, p.slot.shape, st.m});
+        out.push_back({"adamw.v." + p.slot.name, DType::f32, p.slot.shape, st.v});
       }
     }
     return out;
@@ -154,7 +200,14 @@ class CpuOptimizer final : public Optimizer {
     }
 
     std::set<std::string> expected;
-    for (const SafetensorsTensor& t : state_tensors()) expected.insert(t.name);
+    for (const Param& p : params_) {
+      if (p.muon) {
+        expected.insert("muon.buf." + p.slot.name);
+      } else {
+        expected.insert("adamw.m." + p.slot.name);
+        expected.insert("adamw.v." + p.slot.name);
+      }
+    }
     for (const std::string& name : file.names())
       if ((name.starts_with("adamw.") || name.starts_with("muon.")) && !expected.count(name))
         fail(where, "unexpected optimizer tensor '", name, "' (the routing or model differs)");
@@ -167,8 +220,8 @@ class CpuOptimizer final : public Optimizer {
         if (e.shape != p.slot.shape)
           fail(where, "optimizer tensor '", name, "' has shape ", shape_str(e.shape),
                ", the parameter has ", shape_str(p.slot.shape));
-        std::vector<float> v = file.read<float>(name);
-        std::copy(v.begin(), v.end(), dst.begin());
+        std::vector<float> v = file.read<float>(name);  // the whole tensor: keep our part
+        std::copy(v.begin() + p.lo, v.begin() + p.hi, dst.begin());
       };
       if (p.muon) {
         load("muon.buf." + p.slot.name, p.buf);
@@ -193,14 +246,76 @@ class CpuOptimizer final : public Optimizer {
   const StepStats& last_step_stats() const override { return stats_; }
 
  private:
+  // Views of one parameter's whole state (null where the optimizer keeps none).
+  struct State {
+    const float *m = nullptr, *v = nullptr, *buf = nullptr;
+  };
   struct Param {
     ParamSlot slot;
     bool muon = false;
     DualizerSpec dualizer;
-    std::vector<float> m, v;    // AdamW moments          [shape]
-    std::vector<float> buf;     // Muon momentum buffer   [rows, cols]
+    int64_t lo = 0, hi = 0;     // the elements this rank updates (all, a piece, or none)
+    std::vector<float> m, v;    // AdamW moments of elements [lo, hi)
+    std::vector<float> buf;     // Muon momentum buffer [rows, cols] (owner only)
     std::vector<float> update;  // ΔW of the last step when recording
+    State state() const { return {m.data(), v.data(), buf.data()}; }
   };
+
+  // Between a parameter's segment and its place in a rank block: to the block (to_block) or
+  // from it.
+  static void copy_segment(float* param, const ShardSegment& s, float* block, bool to_block) {
+    float* a = param + s.begin;
+    float* b = block + s.offset;
+    if (to_block)
+      std::copy(a, a + s.size(), b);
+    else
+      std::copy(b, b + s.size(), a);
+  }
+  static void scale_into(float* param, const ShardSegment& s, const float* block, float scale) {
+    for (int64_t j = 0; j < s.size(); ++j) param[s.begin + j] = block[s.offset + j] * scale;
+  }
+
+  // Collective: every rank's state segments to every rank, assembled into whole tensors.
+  // Each rank's block holds, per segment in order, m then v (AdamW) or buf (Muon).
+  void gather_state() const {
+    auto block_size = [&](int r) {
+      int64_t n = 0;
+      for (const ShardSegment& s : plan_.by_rank[size_t(r)])
+        n += params_[s.param].muon ? s.size() : 2 * s.size();
+      return n;
+    };
+    int64_t count = 0;
+    for (int r = 0; r < world_; ++r) count = std::max(count, block_size(r));
+    std::vector<float> send(size_t(count), 0.0f), recv(size_t(count * world_));
+    int64_t at = 0;
+    for (const ShardSegment& s : plan_.by_rank[size_t(rank_)]) {
+      const Param& p = params_[s.param];
+      for (const std::vector<float>* part : {&p.m, &p.v, &p.buf})
+        for (float x : *part) send[size_t(at++)] = x;
+    }
+    comm_->all_gather(send.data(), recv.data(), count, DType::f32);
+    full_.resize(params_.size());
+    full_state_.resize(params_.size());
+    for (int r = 0; r < world_; ++r) {
+      const float* block = &recv[size_t(r * count)];
+      for (const ShardSegment& s : plan_.by_rank[size_t(r)]) {
+        const Param& p = params_[s.param];
+        std::vector<float>& whole = full_[s.param];
+        whole.resize(size_t(p.slot.numel() * (p.muon ? 1 : 2)));
+        const int64_t n = p.slot.numel();
+        if (p.muon) {
+          std::copy(block, block + n, whole.begin());
+          block += n;
+        } else {
+          std::copy(block, block + s.size(), whole.begin() + s.begin);
+          std::copy(block + s.size(), block + 2 * s.size(), whole.begin() + n + s.begin);
+          block += 2 * s.size();
+        }
+        full_state_[s.param] = p.muon ? State{nullptr, nullptr, whole.data()}
+                                      : State{whole.data(), whole.data() + n, nullptr};
+      }
+    }
+  }
 
   void adamw_update(Param& p, const Route& r, double lr, int64_t t) {
     const AdamWConfig& a = cfg_.adamw;
@@ -212,10 +327,10 @@ class CpuOptimizer final : public Optimizer {
     k.step_size = float(lr / (1.0 - std::pow(a.beta1, double(t))));
     k.sqrt_bc2 = float(std::sqrt(1.0 - std::pow(a.beta2, double(t))));
     k.eps = float(a.eps);
-    const int64_t n = p.slot.numel();
-    float* w = p.slot.value;
-    const float* g = p.slot.grad;
-    for (int64_t j = 0; j < n; ++j) adamw_element(w[j], g[j], p.m[size_t(j)], p.v[size_t(j)], k);
+    float* w = p.slot.value + p.lo;
+    const float* g = p.slot.grad + p.lo;
+    for (int64_t j = 0; j < p.hi - p.lo; ++j)
+      adamw_element(w[j], g[j], p.m[size_t(j)], p.v[size_t(j)], k);
   }
 
   void muon_update(Param& p, const Route& r, double lr, double mu) {
@@ -236,7 +351,13 @@ class CpuOptimizer final : public Optimizer {
   }
 
   OptimConfig cfg_;
+  Comm* comm_;  // null: one process
+  int rank_, world_;
+  ShardPlan plan_;
   std::vector<Param> params_;
+  std::vector<float> send_, recv_, gather_;       // [world · count], [count], [world · count]
+  mutable std::vector<std::vector<float>> full_;  // whole state per parameter (gathered)
+  mutable std::vector<State> full_state_;
   std::vector<float> u_, o_;  // Muon scratch, the size of the largest matrix
   DualizerWorkspace ws_;
   bool record_ = false, recorded_ = false;
@@ -249,8 +370,9 @@ class CpuOptimizer final : public Optimizer {
 std::unique_ptr<Optimizer> make_cpu_optimizer(const std::vector<Route>& routes,
                                               const std::vector<ParamSlot>& slots,
                                               const OptimConfig& cfg, Comm* comm) {
-  if (comm) fail("optim", "multi-rank CPU optimizer: not built yet");
-  return std::make_unique<CpuOptimizer>(routes, slots, cfg);
+  if (comm && comm->buffers() != Device::cpu)
+    fail("optim", "the CPU optimizer needs a host-memory communicator, got ", comm->backend());
+  return std::make_unique<CpuOptimizer>(routes, slots, cfg, comm);
 }
 
 }  // namespace muongpt

@@ -115,7 +115,10 @@ RunConfig parse(toml::table& root, const std::string& file,
   {
     TomlSection s = TomlSection::of(root, file, "device");
     c.device.backend = s.get_string("backend", c.device.backend);
+    c.device.comm_timeout = s.get_float("comm_timeout", c.device.comm_timeout);
     s.finish();
+    if (!(c.device.comm_timeout >= 0))
+      s.fail_key("comm_timeout", "must be >= 0 seconds (0 = wait forever)");
     if (c.device.backend != "auto" && c.device.backend != "cpu" && c.device.backend != "cuda")
       s.fail_key("backend",
                  "expected \"auto\", \"cpu\" or \"cuda\", found \"" + c.device.backend + "\"");
@@ -146,7 +149,8 @@ std::string RunConfig::to_toml() const {
      << optim.to_toml() << "\n"
      << schedule.to_toml() << "\n"
      << "[telemetry]\nevery = " << telemetry.every << "\n\n"
-     << "[device]\nbackend = " << quoted(device.backend) << "\n";
+     << "[device]\nbackend = " << quoted(device.backend)
+     << "\ncomm_timeout = " << device.comm_timeout << "\n";
   return os.str();
 }
 

@@ -44,6 +44,7 @@ struct TelemetryConfig {  // [telemetry]
 
 struct DeviceConfig {            // [device]
   std::string backend = "auto";  // auto | cpu | cuda
+  double comm_timeout = 600;     // seconds a collective may wait for the other ranks; 0 = never
 };
 
 struct RunConfig {

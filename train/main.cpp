@@ -5,6 +5,7 @@
 #include <exception>
 #include <string_view>
 
+#include "core/comm.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "core/gemm.h"
@@ -73,6 +74,8 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::fprintf(stderr, "muongpt: error: %s\n", e.what());
     }
+    std::fflush(stderr);
+    muongpt::abort_job(1);  // in a multi-rank job, take the other ranks down with this one
     return 1;
   }
   std::fprintf(stderr, "muongpt: error: unknown command '%s' (see muongpt --help)\n", argv[1]);

@@ -38,6 +38,8 @@ void JsonlWriter::write(const nlohmann::json& record) {
     fail(path_, "write failed (disk full?)");
 }
 
+Console::Console() : silent_(true) {}
+
 Console::Console(const std::string& log_path) : tty_(::isatty(STDOUT_FILENO) != 0) {
   log_ = std::fopen(log_path.c_str(), "a");
   if (!log_) fail(log_path, "cannot open for appending");
@@ -49,6 +51,7 @@ Console::~Console() {
 }
 
 void Console::line(const std::string& text) {
+  if (silent_) return;
   if (progress_shown_) std::fputs("\r\033[K", stdout);
   progress_shown_ = false;
   std::fputs((text + "\n").c_str(), stdout);
@@ -58,7 +61,7 @@ void Console::line(const std::string& text) {
 }
 
 void Console::progress(const std::string& text) {
-  if (!tty_) return;
+  if (silent_ || !tty_) return;
   std::fputs(("\r\033[K" + text).c_str(), stdout);
   std::fflush(stdout);
   progress_shown_ = true;

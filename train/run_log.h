@@ -28,6 +28,7 @@ class JsonlWriter {
 class Console {
  public:
   explicit Console(const std::string& log_path);
+  Console();  // prints and logs nothing (the ranks other than 0)
   ~Console();
   Console(const Console&) = delete;
   Console& operator=(const Console&) = delete;
@@ -38,6 +39,7 @@ class Console {
   std::FILE* log_ = nullptr;
   bool tty_ = false;
   bool progress_shown_ = false;
+  bool silent_ = false;
 };
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "42s"

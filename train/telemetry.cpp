@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/linalg.h"
@@ -81,7 +82,9 @@ std::string alt_input_activation(const std::string& param) {
   return "";
 }
 
-RankTelemetry::RankTelemetry(const Gpt<float>& model, int64_t every) : every_(every) {
+RankTelemetry::RankTelemetry(const Gpt<float>& model, int64_t every, Comm* comm,
+                             std::vector<int> owner)
+    : every_(every), comm_(comm), owner_(std::move(owner)) {
   if (every <= 0) return;
   const ModelConfig& c = model.config();
   auto add = [&](std::string key, std::string kind, int64_t layer, int64_t width) {
@@ -99,10 +102,8 @@ RankTelemetry::RankTelemetry(const Gpt<float>& model, int64_t every) : every_(ev
   gram_scratch_.resize(static_cast<size_t>(widest * widest));
 }
 
-std::vector<std::vector<double>*> RankTelemetry::grams() {
-  std::vector<std::vector<double>*> out;
-  for (Act& a : acts_) out.push_back(&a.gram);
-  return out;
+bool RankTelemetry::mine(size_t param) const {
+  return owner_.empty() || !comm_ || owner_[param] == comm_->rank();
 }
 
 void RankTelemetry::begin() {
@@ -128,7 +129,7 @@ void RankTelemetry::add_gradients(const Gpt<float>& model) {
   const auto t0 = Clock::now();
   for (size_t i = 0; i < model.specs().size(); ++i) {
     const ParamSpec& s = model.specs()[i];
-    if (s.shape.size() != 2) continue;
+    if (s.shape.size() != 2 || !mine(i)) continue;
     MatrixRanks r = matrix_ranks(model.grad(i).data<float>(), s.shape[0], s.shape[1]);
     weights_[s.name] = {{"input", input_activation(s.name)},
                         {"grad_nr", num(r.nuclear_rank())},
@@ -141,38 +142,53 @@ nlohmann::json RankTelemetry::finish(
     const Gpt<float>& model, int64_t step,
     const std::function<std::span<const float>(size_t)>& update_of) {
   const auto t0 = Clock::now();
+  const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->world() : 1;
+  if (world > 1) {  // every rank's tokens
+    for (Act& a : acts_) comm_->host_sum(a.gram.data(), int64_t(a.gram.size()));
+    comm_->host_sum(token_counts_.data(), int64_t(token_counts_.size()));
+  }
   nlohmann::json act = nlohmann::json::object();
   double n_tokens = 0, max_count = 0;
   for (double c : token_counts_) n_tokens += c, max_count = std::max(max_count, c);
   // The one-hot token matrix X [N, V]: XᵀX = diag(counts), so st = N / max count = 1 / p_max.
   act["tokens"] = {{"st", num(n_tokens / max_count)}, {"p_max", num(max_count / n_tokens)}};
-  for (const Act& a : acts_) act[a.key] = {{"st", num(gram_stable_rank(a.gram, a.width))}};
+  for (size_t k = 0; k < acts_.size(); ++k)
+    if (int(k % size_t(world)) == rank)
+      act[acts_[k].key] = {{"st", num(gram_stable_rank(acts_[k].gram, acts_[k].width))}};
 
   for (size_t i = 0; i < model.specs().size(); ++i) {
     const ParamSpec& s = model.specs()[i];
-    if (s.shape.size() == 2 && weights_.contains(s.name)) {
-      nlohmann::json& w = weights_[s.name];
-      if (std::span<const float> delta = update_of(i); delta.size() == size_t(s.numel())) {
-        const float* after = model.param(i).data<float>();
-        double before2 = 0;  // ‖W_before‖² with W_before = W_after − ΔW
-        for (size_t j = 0; j < delta.size(); ++j) {
-          const double b = double(after[j]) - double(delta[j]);
-          before2 += b * b;
-        }
-        MatrixRanks u = matrix_ranks(delta.data(), s.shape[0], s.shape[1]);
-        w["update_st"] = num(u.stable_rank());
-        w["update_rel"] = num(std::sqrt(u.fro2 / before2));
-      }
-      const double nr = w["grad_nr"].is_number() ? w["grad_nr"].get<double>() : NAN;
-      auto ratio = [&](const std::string& key) {
-        const nlohmann::json& st = act[key]["st"];
-        return st.is_number() && st.get<double>() > 0 ? num(nr / st.get<double>()) : nullptr;
-      };
-      w["ratio"] = ratio(w["input"].get<std::string>());
-      if (std::string alt = alt_input_activation(s.name); !alt.empty()) {
-        w["alt_input"] = alt;
-        w["alt_ratio"] = ratio(alt);
-      }
+    if (s.shape.size() != 2 || !weights_.contains(s.name)) continue;
+    std::span<const float> delta = update_of(i);
+    if (delta.size() != size_t(s.numel())) continue;
+    const float* after = model.param(i).data<float>();
+    double before2 = 0;  // ‖W_before‖² with W_before = W_after − ΔW
+    for (size_t j = 0; j < delta.size(); ++j) {
+      const double b = double(after[j]) - double(delta[j]);
+      before2 += b * b;
+    }
+    MatrixRanks u = matrix_ranks(delta.data(), s.shape[0], s.shape[1]);
+    weights_[s.name]["update_st"] = num(u.stable_rank());
+    weights_[s.name]["update_rel"] = num(std::sqrt(u.fro2 / before2));
+  }
+  if (world > 1) {  // every rank's share of the spectra to every rank
+    const nlohmann::json mine = {{"act", act}, {"weights", weights_}};
+    for (const std::string& piece : comm_->all_gather_strings(mine.dump())) {
+      const nlohmann::json theirs = nlohmann::json::parse(piece);
+      act.update(theirs["act"]);
+      weights_.update(theirs["weights"]);
+    }
+  }
+  for (auto& [name, w] : weights_.items()) {
+    const double nr = w["grad_nr"].is_number() ? w["grad_nr"].get<double>() : NAN;
+    auto ratio = [&](const std::string& key) {
+      const nlohmann::json& st = act[key]["st"];
+      return st.is_number() && st.get<double>() > 0 ? num(nr / st.get<double>()) : nullptr;
+    };
+    w["ratio"] = ratio(w["input"].get<std::string>());
+    if (std::string alt = alt_input_activation(name); !alt.empty()) {
+      w["alt_input"] = alt;
+      w["alt_ratio"] = ratio(alt);
     }
   }
   seconds_ += seconds_since(t0);

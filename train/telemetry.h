@@ -42,10 +42,18 @@ double gram_stable_rank(const std::vector<double>& C, int64_t n);
 std::string input_activation(const std::string& param);
 std::string alt_input_activation(const std::string& param);
 
+class Comm;
+
 class RankTelemetry {
  public:
   // every = 0 turns telemetry off; otherwise it runs at steps 1, 2 and every multiple of it.
-  RankTelemetry(const Gpt<float>& model, int64_t every);
+  // On several ranks (comm), finish() all-reduces the activation Grams and token counts, and the
+  // spectra are divided among the ranks: weight i's gradient and update spectra are computed by
+  // rank owner[i] only (its Muon owner, say), activation k's by rank k mod world; the pieces are
+  // gathered so that every rank returns the same record. The gradients must then be the averaged
+  // ones on every rank (Optimizer::reduce_gradients(true)).
+  RankTelemetry(const Gpt<float>& model, int64_t every, Comm* comm = nullptr,
+                std::vector<int> owner = {});
 
   bool due(int64_t step) const { return every_ > 0 && (step <= 2 || step % every_ == 0); }
   void begin();
@@ -56,11 +64,9 @@ class RankTelemetry {
   nlohmann::json finish(const Gpt<float>& model, int64_t step,
                         const std::function<std::span<const float>(size_t)>& update_of);
 
-  // The accumulated activation Grams, in a fixed order: what a multi-process run all-reduces.
-  std::vector<std::vector<double>*> grams();
-  std::vector<double>& token_counts() { return token_counts_; }
-
  private:
+  bool mine(size_t param) const;
+
   struct Act {
     std::string key;  // "embed_out", "final_in" or "blocks.{i}.{kind}"
     std::string kind;
@@ -69,6 +75,8 @@ class RankTelemetry {
   };
 
   int64_t every_;
+  Comm* comm_;
+  std::vector<int> owner_;  // per parameter; empty: this rank computes everything
   std::vector<Act> acts_;
   std::vector<double> token_counts_;   // [V]
   std::vector<float> gram_scratch_;    // [max width²]

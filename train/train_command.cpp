@@ -16,11 +16,16 @@ int cmd_train(int argc, char** argv) {
       "s,set", "override a config key: section.key=value (repeatable)",
       cxxopts::value<std::vector<std::string>>())(
       "r,resume", "continue from a checkpoint: 'latest' (the run's newest) or a directory",
-      cxxopts::value<std::string>())("h,help", "show this help");
+      cxxopts::value<std::string>())(
+      "rank", "this process's rank (else from torchrun, OpenMPI or Slurm variables)",
+      cxxopts::value<int>())("world-size", "number of ranks (with --rank)", cxxopts::value<int>())(
+      "local-rank", "rank among the processes on this host (default: --rank)",
+      cxxopts::value<int>())("h,help", "show this help");
   auto args = opts.parse(argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << "The run writes <run.dir>/<run.name>/: config.toml, routing.tsv,"
-              << " metrics.jsonl,\nranks.jsonl, log.txt and checkpoints/step_NNNNNN/.\n";
+              << " metrics.jsonl,\nranks.jsonl, log.txt and checkpoints/step_NNNNNN/.\n"
+              << "Several processes: mpirun -np N muongpt train ... (docs/distributed.md).\n";
     return 0;
   }
   if (!args.count("config")) fail("train", "--config FILE is required (see --help)");
@@ -29,6 +34,9 @@ int cmd_train(int argc, char** argv) {
   const RunConfig cfg = load_run_config(args["config"].as<std::string>(), sets);
   TrainOptions options;
   if (args.count("resume")) options.resume = args["resume"].as<std::string>();
+  if (args.count("rank")) options.ranks.rank = args["rank"].as<int>();
+  if (args.count("world-size")) options.ranks.world = args["world-size"].as<int>();
+  if (args.count("local-rank")) options.ranks.local_rank = args["local-rank"].as<int>();
   const TrainSummary s = train(cfg, options);
   return s.interrupted ? 130 : 0;
 }

@@ -12,7 +12,9 @@
 #include <optional>
 #include <vector>
 
+#include "core/comm.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "data/loader.h"
 #include "model/gpt.h"
 #include "optim/optimizer.h"
@@ -65,15 +67,21 @@ std::string first_nonfinite(const Gpt<float>& model, bool grads) {
   return "";
 }
 
-// Global gradient L2 norm; scales the gradients down to `clip` when it is exceeded (clip > 0).
-double clip_gradients(Gpt<float>& model, double clip) {
-  const double norm = model.grad_norm();
+// Scales the gradients down to norm `clip` when their global norm exceeds it (clip > 0).
+void clip_gradients(Gpt<float>& model, double norm, double clip) {
   if (clip > 0 && norm > clip) {
     float* g = model.grads_flat().data<float>();
     const float s = float(clip / norm);
     for (int64_t i = 0; i < model.grads_flat().numel(); ++i) g[i] *= s;
   }
-  return norm;
+}
+
+// Which rank computes each weight's telemetry spectra: a Muon matrix's owner, else round robin.
+std::vector<int> telemetry_owners(const std::vector<Route>& routes, int world) {
+  std::vector<int> owner = muon_owner_ranks(routes, world);
+  for (size_t i = 0; i < owner.size(); ++i)
+    if (owner[i] < 0) owner[i] = int(i % size_t(world));
+  return owner;
 }
 
 std::string fmt(const char* format, auto... args) {
@@ -93,25 +101,29 @@ struct StepResult {
 // One training run: everything the loop needs, built from the config (and a checkpoint).
 class Run {
  public:
-  Run(const RunConfig& cfg, const std::string& resume_dir)
+  Run(const RunConfig& cfg, const std::string& resume_dir, Comm& comm)
       : cfg_(cfg),
+        comm_(comm),
         dir_(cfg.run_dir()),
         B_(cfg.data.batch_size),
         T_(cfg.seq()),
         accum_(cfg.data.grad_accum),
         model_(cfg.model, B_, T_),
         routes_(init_routes()),
-        optimizer_(Optimizer::create(routes_, param_slots(model_), cfg.optim)),
+        optimizer_(Optimizer::create(routes_, param_slots(model_), cfg.optim, &comm)),
         loader_({.pattern = cfg.data.train,
                  .batch = B_,
                  .seq = T_,
+                 .rank = comm.rank(),
+                 .world = comm.world(),
                  .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
                  .seed = static_cast<uint64_t>(cfg.run.seed)}),
-        telemetry_(model_, cfg.telemetry.every),
+        telemetry_(model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world())),
         windows_(B_ * (T_ + 1)),
         idx_(B_ * T_),
         tgt_(B_ * T_) {
-    if (!cfg.data.val.empty()) val_.emplace(cfg.data.val, cfg.data.val_tokens, B_, T_, 0, 1);
+    if (!cfg.data.val.empty())
+      val_.emplace(cfg.data.val, cfg.data.val_tokens, B_, T_, comm.rank(), comm.world());
     model_.init_params(static_cast<uint64_t>(cfg.run.seed));
     if (resume_dir.empty()) return;
     Checkpoint ck(resume_dir);
@@ -125,20 +137,21 @@ class Run {
   }
 
   int64_t step() const { return step_; }
-  int64_t tokens_per_step() const { return B_ * T_ * accum_; }
+  int64_t tokens_per_step() const { return B_ * T_ * accum_ * comm_.world(); }
   const std::vector<Route>& routes() const { return routes_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::string describe() const {
     return fmt(
         "model: %lld parameters, arena %.1f MiB; batch %lld x %lld tokens x %lld "
-        "micro-steps = %lld tokens/step; %zu train shards, %lld tokens",
+        "micro-steps x %d ranks = %lld tokens/step; %zu train shards, %lld tokens",
         (long long)param_count(model_.specs()), model_.arena_bytes() / 1048576.0, (long long)B_,
-        (long long)T_, (long long)accum_, (long long)tokens_per_step(), loader_.files().size(),
-        (long long)loader_.total_tokens());
+        (long long)T_, (long long)accum_, comm_.world(), (long long)tokens_per_step(),
+        loader_.files().size(), (long long)loader_.total_tokens());
   }
 
-  // Forward/backward over the micro-batches, checks, clipping, the update, telemetry.
-  StepResult train_step(JsonlWriter& ranks) {
+  // Forward/backward over the micro-batches, the gradient average over the ranks, checks,
+  // clipping, the update, telemetry. Collective: every rank runs it.
+  StepResult train_step(JsonlWriter* ranks) {
     const auto t0 = Clock::now();
     const int64_t step = ++step_;
     StepResult r;
@@ -153,13 +166,17 @@ class Run {
       if (r.measured) telemetry_.add_activations(model_, idx_.data(), B_ * T_);
       model_.backward(1.0f / float(accum_));
     }
+    r.loss = comm_.sum(r.loss) / comm_.world();
     if (!std::isfinite(r.loss))
       fail(dir_, "step ", step, ": the loss is ", std::isnan(r.loss) ? "NaN" : "infinite",
            kStopped);
-    if (std::string bad = first_nonfinite(model_, true); !bad.empty())
-      fail(dir_, "step ", step, ": non-finite gradient in ", bad, kStopped);
+    r.grad_norm = optimizer_->reduce_gradients(r.measured);
+    if (!std::isfinite(r.grad_norm)) {
+      const std::string bad = first_nonfinite(model_, true);
+      fail(dir_, "step ", step, ": non-finite gradient", bad.empty() ? "" : " in " + bad, kStopped);
+    }
     if (r.measured) telemetry_.add_gradients(model_);
-    r.grad_norm = clip_gradients(model_, cfg_.train.clip);
+    clip_gradients(model_, r.grad_norm, cfg_.train.clip);
     r.lr_scale = lr_multiplier(cfg_.schedule, step - 1, cfg_.train.steps);
     optimizer_->step(step - 1, r.lr_scale);
     if (std::string bad = first_nonfinite(model_, false); !bad.empty())
@@ -170,7 +187,7 @@ class Run {
       auto rec =
           telemetry_.finish(model_, step, [&](size_t i) { return optimizer_->last_update(i); });
       r.telemetry_s = rec["seconds"].get<double>();
-      ranks.write(rec);
+      if (ranks) ranks->write(rec);
     }
     r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     return r;
@@ -185,7 +202,7 @@ class Run {
       split_windows(windows_.data(), B_, T_, idx_.data(), tgt_.data());
       total += model_.forward(idx_.data(), tgt_.data());
     }
-    return total / double(val_->num_batches());
+    return comm_.sum(total) / double(val_->num_batches() * comm_.world());
   }
   bool has_val() const { return val_.has_value(); }
 
@@ -203,13 +220,16 @@ class Run {
     return rec;
   }
 
+  // Collective (the optimizer state is gathered); rank 0 writes. Returns the directory.
   std::string save_checkpoint_now() {
+    std::vector<SafetensorsTensor> optimizer_state = optimizer_->state_tensors();
+    if (comm_.rank() != 0) return "";
     nlohmann::json state = {{"tokens", tokens_},
                             {"loader", loader_.position().to_json()},
                             {"optimizer", optimizer_->state_json()},
                             {"seed", cfg_.run.seed}};
     return save_checkpoint(dir_, step_, model_,
-                           {optimizer_->state_tensors(), std::move(state), cfg_.to_toml()},
+                           {std::move(optimizer_state), std::move(state), cfg_.to_toml()},
                            cfg_.train.keep_checkpoints);
   }
 
@@ -219,6 +239,7 @@ class Run {
   }
 
   const RunConfig& cfg_;
+  Comm& comm_;
   std::string dir_;
   int64_t B_, T_, accum_;
   Gpt<float> model_;
@@ -246,6 +267,16 @@ std::string resolve_resume(const std::string& resume, const std::string& run_dir
   return resume;
 }
 
+// The communicator for this process's place in the job.
+std::unique_ptr<Comm> make_comm(const RankInfo& info, const RunConfig& cfg) {
+  if (info.world == 1) return make_single_comm();
+  if (!launched_by_mpi())
+    fail(info.source, "rank ", info.rank, " of ", info.world,
+         ": multi-process CPU runs exchange gradients through MPI: launch them with mpirun (or "
+         "srun with MPI); torchrun launches need the CUDA backend");
+  return make_mpi_comm(info, cfg.device.comm_timeout);
+}
+
 }  // namespace
 
 TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
@@ -253,23 +284,45 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
     fail(cfg.file,
          "[device] backend = \"cuda\": the CUDA training backend is not built yet; "
          "use \"cpu\" or \"auto\"");
+  const RankInfo info = discover_ranks(options.ranks);
+  share_cpu_threads(info.local_world);
+  std::printf("muongpt: %s, device cpu (%d threads)\n", info.describe().c_str(), cpu_threads());
+  std::fflush(stdout);
+  std::unique_ptr<Comm> comm = make_comm(info, cfg);
+  fault_rank() = comm->rank();
+  const bool lead = comm->rank() == 0;  // rank 0 writes the run directory and prints
   const std::string dir = cfg.run_dir(), resume = resolve_resume(options.resume, dir);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) fail(dir, "cannot create the run directory: ", ec.message());
-  Run run(cfg, resume);
-  const auto abandoned = set_aside_checkpoints_after(dir, run.step());
+  comm->barrier();  // every rank has looked at the checkpoints before rank 0 changes anything
+  if (lead) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) fail(dir, "cannot create the run directory: ", ec.message());
+  }
+  Run run(cfg, resume, *comm);
+  const auto abandoned =
+      lead ? set_aside_checkpoints_after(dir, run.step()) : std::vector<std::string>{};
 
-  write_file(fs::path(dir) / "config.toml", cfg.to_toml());
-  write_file(fs::path(dir) / "routing.tsv", routing_tsv(run.routes()));
-  Console console((fs::path(dir) / "log.txt").string());
-  JsonlWriter metrics((fs::path(dir) / "metrics.jsonl").string(), run.step());
-  JsonlWriter ranks((fs::path(dir) / "ranks.jsonl").string(), run.step());
+  std::optional<Console> console_file;
+  std::optional<JsonlWriter> metrics_file, ranks_file;
+  if (lead) {
+    write_file(fs::path(dir) / "config.toml", cfg.to_toml());
+    write_file(fs::path(dir) / "routing.tsv", routing_tsv(run.routes()));
+    console_file.emplace((fs::path(dir) / "log.txt").string());
+    metrics_file.emplace((fs::path(dir) / "metrics.jsonl").string(), run.step());
+    ranks_file.emplace((fs::path(dir) / "ranks.jsonl").string(), run.step());
+  } else {
+    console_file.emplace();
+  }
+  Console& console = *console_file;
+  JsonlWriter* ranks = ranks_file ? &*ranks_file : nullptr;
   for (const auto& w : run.warnings()) console.line("muongpt: warning: " + w);
   for (const auto& a : abandoned)
     console.line("muongpt: note: resuming from an older checkpoint: set aside " + a);
   console.line(fmt("muongpt train: %s -> %s (%s)", cfg.file.c_str(), dir.c_str(),
                    resume.empty() ? "new run" : ("resuming " + resume).c_str()));
+  if (comm->world() > 1)
+    console.line(fmt("distributed: %d ranks over %s (collective timeout %.0f s)", comm->world(),
+                     std::string(comm->backend()).c_str(), cfg.device.comm_timeout));
   console.line(run.describe());
   console.line(routing_table(run.routes()));
 
@@ -282,7 +335,7 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
   while (run.step() < total) {
     const StepResult r = run.train_step(ranks);
     const int64_t step = run.step();
-    const bool last = step == total, stop = g_stop_signal != 0;
+    const bool last = step == total, stop = comm->any(g_stop_signal != 0);
     const bool eval =
         run.has_val() && (last || (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0));
     const double val_loss = eval ? run.evaluate() : NAN;
@@ -296,7 +349,7 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
         format_duration(elapsed / double(step - summary.first_step) * double(total - step)).c_str(),
         eval ? fmt(" | val %.4f", val_loss).c_str() : "");
     if (step % cfg.train.log_every == 0 || step == summary.first_step + 1 || last || eval) {
-      metrics.write(run.metrics(r, val_loss));
+      if (metrics_file) metrics_file->write(run.metrics(r, val_loss));
       console.line(status);
     } else {
       console.progress(status);

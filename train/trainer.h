@@ -1,16 +1,18 @@
-// The training run: `muongpt train`. One process, CPU backend (the CUDA and multi-process
-// backends plug into the same loop).
+// The training run: `muongpt train`. CPU backend, one process or several under mpirun/srun
+// (data parallel: docs/distributed.md); the CUDA backend plugs into the same loop.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
+#include "core/comm.h"
 #include "train/config.h"
 
 namespace muongpt {
 
 struct TrainOptions {
   std::string resume;  // "" = fresh run, "latest" = newest checkpoint of the run, or a directory
+  RankFlags ranks;     // explicit --rank/--world-size/--local-rank (else from the launcher)
 };
 
 struct TrainSummary {

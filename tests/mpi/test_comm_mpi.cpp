@@ -1,0 +1,223 @@
+// Run under mpirun (CTest label `mpi`, 2 and 4 ranks): the MPI communicator's collectives, and
+// the multi-rank optimizer against the one-process optimizer fed the averaged gradients.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/comm.h"
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "optim/optimizer.h"
+#include "optim/routing.h"
+#include "optim/shard_plan.h"
+#include "testing/errors.h"
+
+namespace muongpt {
+namespace {
+
+Comm& world() {
+  static std::unique_ptr<Comm> comm = [] {
+    RankInfo info = discover_ranks({});
+    return make_mpi_comm(info, 120);
+  }();
+  return *comm;
+}
+
+TEST(MpiComm, RanksAgreeWithTheLauncher) {
+  Comm& c = world();
+  const RankInfo info = discover_ranks({});
+  EXPECT_EQ(info.source, "openmpi");
+  EXPECT_EQ(c.rank(), info.rank);
+  EXPECT_EQ(c.world(), info.world);
+  EXPECT_GE(c.world(), 2) << "run this test under mpirun -np 2 or more";
+  EXPECT_EQ(c.backend(), "mpi");
+}
+
+TEST(MpiComm, CollectivesMoveTheRightNumbers) {
+  Comm& c = world();
+  const int r = c.rank(), n = c.world();
+  // all_reduce in three types, an odd length
+  std::vector<float> f(7);
+  std::vector<double> d(7);
+  std::vector<int64_t> k(7);
+  for (int i = 0; i < 7; ++i) f[i] = float(r + i), d[i] = 0.5 * r + i, k[i] = int64_t(r) << 33;
+  c.all_reduce_sum(f.data(), 7, DType::f32);
+  c.all_reduce_sum(d.data(), 7, DType::f64);
+  c.all_reduce_sum(k.data(), 7, DType::i64);
+  const int rsum = n * (n - 1) / 2;
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_EQ(f[i], float(rsum + n * i));
+    EXPECT_EQ(d[i], 0.5 * rsum + n * i);
+    EXPECT_EQ(k[i], int64_t(rsum) << 33);
+  }
+  // reduce_scatter: block b of rank r holds 100·b + r; rank r receives Σ_ranks (100·r + q)
+  const int64_t count = 5;
+  std::vector<float> send(static_cast<size_t>(count * n)), recv(static_cast<size_t>(count));
+  for (int b = 0; b < n; ++b)
+    for (int64_t j = 0; j < count; ++j) send[size_t(b * count + j)] = float(100 * b + r + j);
+  c.reduce_scatter_sum(send.data(), recv.data(), count, DType::f32);
+  for (int64_t j = 0; j < count; ++j) EXPECT_EQ(recv[j], float(n * (100 * r + j) + rsum));
+  // all_gather: block q is rank q's
+  std::vector<float> mine(3, float(r)), all(size_t(3 * n));
+  c.all_gather(mine.data(), all.data(), 3, DType::f32);
+  for (int q = 0; q < n; ++q)
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(all[size_t(q * 3 + j)], float(q));
+  // broadcast from the last rank
+  std::vector<double> b(4, double(r));
+  c.broadcast(b.data(), 4, DType::f64, n - 1);
+  for (double x : b) EXPECT_EQ(x, double(n - 1));
+  c.barrier();
+  EXPECT_EQ(c.sum(double(r)), double(rsum));
+  EXPECT_TRUE(c.any(r == n - 1));
+  EXPECT_FALSE(c.any(false));
+}
+
+TEST(MpiComm, GathersStringsOfDifferentLengths) {
+  Comm& c = world();
+  const std::string mine(size_t(3 * c.rank()), char('a' + c.rank()));  // rank 0: empty
+  const std::vector<std::string> all = c.all_gather_strings(mine);
+  ASSERT_EQ(int(all.size()), c.world());
+  for (int q = 0; q < c.world(); ++q)
+    EXPECT_EQ(all[size_t(q)], std::string(size_t(3 * q), char('a' + q)));
+}
+
+// Parameters of several shapes (so Muon matrices spread over the ranks), random gradients that
+// differ by rank, and the mean of every rank's gradients for the one-process reference.
+struct Toy {
+  std::vector<ParamSpec> specs = {{"embed.weight", {24, 8}},    {"blocks.0.attn.wq", {8, 8}},
+                                  {"blocks.0.attn.wk", {8, 8}}, {"blocks.0.attn.wv", {8, 8}},
+                                  {"blocks.0.attn.wo", {8, 8}}, {"blocks.0.mlp.w1", {12, 8}},
+                                  {"blocks.0.mlp.w2", {8, 12}}, {"blocks.0.attn_norm.weight", {8}},
+                                  {"blocks.1.attn.wq", {8, 8}}, {"blocks.1.mlp.w1", {12, 8}},
+                                  {"head.weight", {24, 8}}};
+  std::vector<std::vector<float>> values, grads;
+  Toy() {
+    Rng rng(11);
+    for (const auto& s : specs) {
+      values.emplace_back(size_t(s.numel()));
+      grads.emplace_back(size_t(s.numel()));
+      for (float& v : values.back()) v = float(0.1 * rng.normal());
+    }
+  }
+  std::vector<ParamSlot> slots() {
+    std::vector<ParamSlot> out;
+    for (size_t i = 0; i < specs.size(); ++i)
+      out.push_back({specs[i].name, specs[i].shape, values[i].data(), grads[i].data()});
+    return out;
+  }
+  // Rank `rank`'s gradient at `step`, or (rank = −1) the mean over `world` ranks.
+  void fill_grads(int step, int rank, int world) {
+    for (size_t i = 0; i < grads.size(); ++i) {
+      std::fill(grads[i].begin(), grads[i].end(), 0.0f);
+      for (int q = 0; q < world; ++q) {
+        if (rank >= 0 && q != rank) continue;
+        Rng rng(uint64_t(1000 * step + 10 * q + i + 1));
+        for (float& g : grads[i]) g += float(0.01 * rng.normal());
+      }
+      if (rank < 0)
+        for (float& g : grads[i]) g /= float(world);
+    }
+  }
+};
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 1e-30;
+  for (size_t j = 0; j < a.size(); ++j)
+    diff = std::max(diff, double(std::abs(a[j] - b[j]))),
+    scale = std::max(scale, double(std::abs(b[j])));
+  return diff / scale;
+}
+
+class DistributedOptimizer : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DistributedOptimizer, MatchesOneProcessOnTheAveragedGradients) {
+  Comm& c = world();
+  OptimConfig cfg;
+  cfg.routing = GetParam();
+  Toy dist, ref;
+  const auto routes = resolve_routing(dist.specs, cfg, "t", nullptr);
+  auto opt = Optimizer::create(routes, dist.slots(), cfg, &c);
+  auto opt_ref = Optimizer::create(routes, ref.slots(), cfg);
+  const std::vector<int> owner = muon_owner_ranks(routes, c.world());
+  int64_t muon = 0, mine = 0;
+  for (int o : owner) muon += o >= 0, mine += o == c.rank();
+
+  for (int t = 0; t < 4; ++t) {
+    dist.fill_grads(t, c.rank(), c.world());
+    ref.fill_grads(t, -1, c.world());
+    const bool everywhere = t % 2 == 1;
+    const double norm = opt->reduce_gradients(everywhere);
+    const double norm_ref = opt_ref->reduce_gradients(false);
+    EXPECT_NEAR(norm, norm_ref, 1e-6 * norm_ref) << "step " << t;
+    if (everywhere)  // every rank holds every averaged gradient
+      for (size_t i = 0; i < dist.grads.size(); ++i)
+        EXPECT_LT(max_rel_diff(dist.grads[i], ref.grads[i]), 1e-6) << dist.specs[i].name;
+    opt->step(t, 1.0);
+    opt_ref->step(t, 1.0);
+    // Each Muon matrix is dualized by exactly one rank: its owner.
+    EXPECT_EQ(opt->dualize_calls(), mine);
+    EXPECT_EQ(c.sum(double(opt->dualize_calls())), double(muon));
+    for (size_t i = 0; i < dist.values.size(); ++i)
+      EXPECT_LT(max_rel_diff(dist.values[i], ref.values[i]), 1e-5)
+          << dist.specs[i].name << " step " << t;
+  }
+
+  // The gathered state is the one-process state, and a one-process checkpoint resumes here.
+  const auto state = opt->state_tensors(), state_ref = opt_ref->state_tensors();
+  ASSERT_EQ(state.size(), state_ref.size());
+  for (size_t k = 0; k < state.size(); ++k) {
+    EXPECT_EQ(state[k].name, state_ref[k].name);
+    EXPECT_EQ(state[k].shape, state_ref[k].shape);
+    int64_t n = 1;
+    for (int64_t s : state[k].shape) n *= s;
+    const float* a = static_cast<const float*>(state[k].data);
+    const float* b = static_cast<const float*>(state_ref[k].data);
+    EXPECT_LT(max_rel_diff({a, a + n}, {b, b + n}), 1e-5) << state[k].name;
+  }
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("muongpt_mpi_state_" + std::to_string(c.rank()) + ".safetensors");
+  write_safetensors(path.string(), state_ref);
+  Toy resumed;
+  resumed.values = ref.values;
+  auto opt2 = Optimizer::create(routes, resumed.slots(), cfg, &c);
+  opt2->load_state(SafetensorsFile(path.string()), opt_ref->state_json(), path.string());
+  for (int t = 4; t < 6; ++t) {
+    resumed.fill_grads(t, c.rank(), c.world());
+    ref.fill_grads(t, -1, c.world());
+    opt2->reduce_gradients(false);
+    opt_ref->reduce_gradients(false);
+    opt2->step(t, 0.5);
+    opt_ref->step(t, 0.5);
+  }
+  for (size_t i = 0; i < ref.values.size(); ++i)
+    EXPECT_LT(max_rel_diff(resumed.values[i], ref.values[i]), 1e-5) << ref.specs[i].name;
+  std::filesystem::remove(path);
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, DistributedOptimizer,
+                         ::testing::Values("speedrun", "adamw", "specgd"));
+
+TEST(ShardPlan, SegmentsCoverEveryElementOnce) {
+  OptimConfig cfg;
+  Toy toy;
+  const auto routes = resolve_routing(toy.specs, cfg, "t", nullptr);
+  const int n = world().world();
+  const ShardPlan plan = make_shard_plan(routes, n);
+  for (size_t i = 0; i < routes.size(); ++i) {
+    std::vector<int> hits(size_t(toy.specs[i].numel()), 0);
+    for (int r = 0; r < n; ++r) {
+      const ShardSegment s = plan.segment(i, r);
+      for (int64_t j = s.begin; j < s.end; ++j) ++hits[size_t(j)];
+      EXPECT_LE(s.offset + s.size(), plan.count);
+    }
+    for (int h : hits) EXPECT_EQ(h, 1) << toy.specs[i].name;
+  }
+}
+
+}  // namespace
+}  // namespace muongpt

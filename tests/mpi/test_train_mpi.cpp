@@ -1,0 +1,225 @@
+// `mpirun -np N muongpt train` end to end (CTest label `mpi`): N ranks with gradient
+// accumulation k train like 1 rank with accumulation N·k; a killed or hung rank takes the job
+// down with a clear message in bounded time; checkpoints resume with another world size.
+//
+// Tolerance: the ranks sum gradients in another order than one process does, so float32
+// rounding differs (~1e-7 relative per step); AdamW's normalised update turns that into
+// ±lr flips on entries whose gradient is ~0, so parameters are compared by the relative
+// Frobenius norm of the difference (≤ 1e-4 per tensor; measured ~3e-5) and losses to 1e-4
+// relative (measured ~4e-7). docs/distributed.md records the figures.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "data/shard.h"
+#include "testing/subprocess.h"
+
+namespace muongpt {
+namespace {
+
+namespace fs = std::filesystem;
+using Result = testing::CommandResult;
+
+// `muongpt args` under mpirun with np ranks (root and more ranks than cores allowed).
+Result mpirun(int np, const std::string& args, const std::string& env = "") {
+  return testing::run_muongpt(
+      args, env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + MUONGPT_MPIEXEC +
+                " -np " + std::to_string(np) + " --oversubscribe");
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(p);
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+class TrainMpiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("muongpt_mpi_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    Rng rng(1);
+    for (auto [name, n] :
+         {std::pair{"tiny_val_000000.bin", 3000}, std::pair{"tiny_train_000001.bin", 6000},
+          std::pair{"tiny_train_000002.bin", 5000}}) {
+      std::vector<uint16_t> t(n);
+      uint16_t x = 0;
+      for (auto& v : t) v = x = uint16_t((x + 1 + (rng.below(8) == 0 ? rng.below(5) : 0)) % 96);
+      write_shard((dir_ / name).string(), t.data(), n);
+    }
+    config_ = (dir_ / "tiny.toml").string();
+    std::ofstream(config_) << "[run]\nname = \"tiny\"\ndir = \"" << (dir_ / "runs").string()
+                           << "\"\nseed = 7\n\n"
+                              "[model]\nvocab_size = 96\nn_layer = 2\nd_model = 64\nd_head = 32\n"
+                              "seq_len = 16\n\n"
+                              "[data]\ntrain = \""
+                           << (dir_ / "tiny_train_*.bin").string() << "\"\nval = \""
+                           << (dir_ / "tiny_val_*.bin").string()
+                           << "\"\nval_tokens = 2048\nbatch_size = 2\n\n"
+                              "[train]\nsteps = 6\nlog_every = 1\neval_every = 3\n"
+                              "checkpoint_every = 3\nkeep_checkpoints = 2\n\n"
+                              "[telemetry]\nevery = 2\n\n[device]\ncomm_timeout = 60\n";
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  fs::path run_dir(const std::string& name) const { return dir_ / "runs" / name; }
+  std::string train(const std::string& name, int accum, const std::string& extra = "") const {
+    return "train --config " + config_ + " --set run.name=" + name +
+           " --set data.grad_accum=" + std::to_string(accum) + " " + extra;
+  }
+  std::vector<nlohmann::json> metrics(const std::string& name) const {
+    return read_jsonl(run_dir(name) / "metrics.jsonl");
+  }
+  fs::path checkpoint(const std::string& name, int step) const {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "step_%06d", step);
+    return run_dir(name) / "checkpoints" / buf;
+  }
+  fs::path dir_;
+  std::string config_;
+};
+
+// Same steps, same losses (train every step, val where evaluated) to `tol` relative.
+void expect_same_curve(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b,
+                       double tol, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i]["step"], b[i]["step"]) << what;
+    EXPECT_EQ(a[i]["tokens"], b[i]["tokens"]) << what;
+    for (const char* key : {"train_loss", "val_loss", "grad_norm"}) {
+      ASSERT_EQ(a[i].contains(key), b[i].contains(key)) << what << " " << key;
+      if (!a[i].contains(key)) continue;
+      const double x = a[i][key], y = b[i][key];
+      EXPECT_NEAR(x, y, tol * std::abs(y)) << what << " step " << a[i]["step"] << " " << key;
+    }
+  }
+}
+
+// Telemetry figures: both null (undefined, e.g. a zero gradient) or close.
+void expect_near_or_null(const nlohmann::json& x, const nlohmann::json& y, double tol,
+                         const std::string& what) {
+  ASSERT_EQ(x.is_null(), y.is_null()) << what;
+  if (y.is_null()) return;
+  EXPECT_NEAR(x.get<double>(), y.get<double>(), tol * std::abs(y.get<double>())) << what;
+}
+
+// Every tensor of two checkpoint files: ‖a − b‖_F / ‖b‖_F ≤ tol.
+void expect_same_tensors(const fs::path& a, const fs::path& b, double tol) {
+  SafetensorsFile fa(a.string()), fb(b.string());
+  ASSERT_EQ(fa.names(), fb.names()) << a;
+  for (const std::string& name : fa.names()) {
+    const auto x = fa.read<float>(name), y = fb.read<float>(name);
+    ASSERT_EQ(x.size(), y.size()) << name;
+    double d = 0, n = 0;
+    for (size_t j = 0; j < x.size(); ++j)
+      d += double(x[j] - y[j]) * (x[j] - y[j]), n += double(y[j]) * y[j];
+    EXPECT_LE(std::sqrt(d), tol * std::sqrt(n) + 1e-30) << a << " " << name;
+  }
+}
+
+TEST_F(TrainMpiTest, RanksTimesAccumulationIsOneGlobalBatch) {
+  for (const char* preset : {"speedrun", "adamw"}) {
+    const std::string p = std::string(" --set optim.routing=") + preset;
+    const std::string one = std::string(preset) + "_1x4";
+    Result r = testing::run_muongpt(train(one, 4, p));
+    ASSERT_EQ(r.status, 0) << r.out;
+    for (int np : {2, 4}) {
+      const std::string name =
+          std::string(preset) + "_" + std::to_string(np) + "x" + std::to_string(4 / np);
+      r = mpirun(np, train(name, 4 / np, p));
+      ASSERT_EQ(r.status, 0) << r.out;
+      EXPECT_NE(r.out.find("distributed: " + std::to_string(np) + " ranks over mpi"),
+                std::string::npos)
+          << r.out;
+      expect_same_curve(metrics(name), metrics(one), 1e-4, name);
+      for (const char* file : {"model.safetensors", "optimizer.safetensors"})
+        expect_same_tensors(checkpoint(name, 6) / file, checkpoint(one, 6) / file, 1e-4);
+      // Telemetry covers every rank's tokens and every weight, once.
+      const auto ranks = read_jsonl(run_dir(name) / "ranks.jsonl"),
+                 ranks1 = read_jsonl(run_dir(one) / "ranks.jsonl");
+      ASSERT_EQ(ranks.size(), ranks1.size());
+      for (size_t i = 0; i < ranks.size(); ++i) {
+        EXPECT_EQ(ranks[i]["tokens"], ranks1[i]["tokens"]);
+        ASSERT_EQ(ranks[i]["weights"].size(), ranks1[i]["weights"].size());
+        ASSERT_EQ(ranks[i]["act"].size(), ranks1[i]["act"].size());
+        for (auto& [key, a] : ranks1[i]["act"].items())
+          expect_near_or_null(ranks[i]["act"][key]["st"], a["st"], 1e-4, name + " " + key);
+        for (auto& [key, w] : ranks1[i]["weights"].items())
+          expect_near_or_null(ranks[i]["weights"][key]["grad_nr"], w["grad_nr"], 1e-3,
+                              name + " " + key);
+      }
+    }
+  }
+}
+
+TEST_F(TrainMpiTest, CheckpointsResumeWithAnotherWorldSize) {
+  // 2 ranks × 2 micro-steps, resumed at step 3 by 1 rank × 4 micro-steps: the same curve.
+  Result r = mpirun(2, train("two", 2));
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = testing::run_muongpt(train("two_then_one", 4, "--resume " + checkpoint("two", 3).string()));
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto full = metrics("two");
+  expect_same_curve(metrics("two_then_one"), {full.begin() + 3, full.end()}, 1e-4, "2 -> 1");
+  expect_same_tensors(checkpoint("two_then_one", 6) / "model.safetensors",
+                      checkpoint("two", 6) / "model.safetensors", 1e-4);
+
+  // And 1 rank resumed by 2.
+  r = testing::run_muongpt(train("one", 4));
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = mpirun(2, train("one_then_two", 2, "--resume " + checkpoint("one", 3).string()));
+  ASSERT_EQ(r.status, 0) << r.out;
+  full = metrics("one");
+  expect_same_curve(metrics("one_then_two"), {full.begin() + 3, full.end()}, 1e-4, "1 -> 2");
+}
+
+TEST_F(TrainMpiTest, AKilledRankEndsTheJob) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Result r = mpirun(2, train("killed", 2, "--set train.steps=1000"), "MUONGPT_FAULT=step:4@1");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_LT(seconds, 60) << r.out;  // the launcher notices at once; the bound is comm_timeout
+  // mpirun names the rank that died and how.
+  EXPECT_NE(r.out.find("rank 1"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.out.find("signal 9") != std::string::npos ||
+              r.out.find("Killed") != std::string::npos)
+      << r.out;
+  EXPECT_TRUE(fs::exists(checkpoint("killed", 3) / "model.safetensors")) << r.out;
+}
+
+TEST_F(TrainMpiTest, AHungRankTimesOutWithAClearError) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Result r = mpirun(2, train("hung", 2, "--set train.steps=1000 --set device.comm_timeout=3"),
+                    "MUONGPT_FAULT=hang:4@1");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_LT(seconds, 60) << r.out;
+  EXPECT_NE(r.out.find("muongpt: error: rank 0 of 2: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("has waited 3 s for the other ranks"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainMpiTest, SeveralRanksWithoutMpirunIsAClearError) {
+  Result r = testing::run_muongpt(train("no_mpi", 2), "RANK=1 WORLD_SIZE=2");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("muongpt: error: torchrun: rank 1 of 2: multi-process CPU runs exchange "
+                       "gradients through MPI"),
+            std::string::npos)
+      << r.out;
+}
+
+}  // namespace
+}  // namespace muongpt
