@@ -144,7 +144,7 @@ void Comm::watchdog_loop() {
     const int64_t since = busy_since_ns_.load();
     if (since == 0 || now_ns() - since < limit_ns) continue;
     std::fprintf(stderr,
-                 "muongpt: error: rank %d of %d: %s has waited %.0f s for the other ranks (one "
+                 "muongpt: error: rank %d of %d: %s has waited %g s for the other ranks (one "
                  "of them died, hangs or was stopped); ending this process\n",
                  rank_, world_, busy_op_.load(), timeout_s_);
     std::fflush(stderr);
