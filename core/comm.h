@@ -78,6 +78,10 @@ class Comm {
   bool any(bool value);  // true when any rank says true
   std::vector<std::string> all_gather_strings(const std::string& mine);
 
+  // Device-memory communicators run their collectives on this stream (ordered after the work
+  // already queued on it); without one they synchronise the device first. Host ones ignore it.
+  virtual void set_stream(CudaStream) {}
+
   // Seconds a collective may wait before the watchdog ends the process (0 = never).
   double timeout_seconds() const { return timeout_s_; }
 
@@ -119,6 +123,11 @@ std::unique_ptr<Comm> make_single_comm();
 // normally); its rank and size must agree with `info`. Error in a build without MPI.
 std::unique_ptr<Comm> make_mpi_comm(const RankInfo& info, double timeout_s);
 bool built_with_mpi();
+
+// NCCL over device memory on the current CUDA device (docs/distributed.md: how the unique id
+// travels). Init is non-blocking and gives up after timeout_s. Error in a build without NCCL.
+std::unique_ptr<Comm> make_nccl_comm(const RankInfo& info, double timeout_s);
+bool built_with_nccl();
 
 // After an error on one rank of a multi-rank job: takes the whole job down (MPI_Abort when MPI is
 // running) so no rank waits forever for this one. Returns when there is nothing to abort.
