@@ -42,7 +42,7 @@ class DeviceArray {
     MG_CUDA(cudaMemcpy(p_, host.data(), sizeof(T) * host.size(), cudaMemcpyHostToDevice));
   }
   std::vector<T> download() const {
-    std::vector<T> host(size_t(n_));
+    std::vector<T> host(static_cast<size_t>(n_));
     MG_CUDA(cudaDeviceSynchronize());
     MG_CUDA(cudaMemcpy(host.data(), p_, sizeof(T) * host.size(), cudaMemcpyDeviceToHost));
     return host;
