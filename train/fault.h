@@ -27,7 +27,8 @@ inline void fault_point(const char* point, int64_t step) {
     if (s.substr(at + 1) != std::to_string(fault_rank())) return;
     s.resize(at);
   }
-  const std::string when = ":" + std::to_string(step);
+  std::string when(":");
+  when += std::to_string(step);
   if (s == std::string(point) + when) std::raise(SIGKILL);
   if (std::string(point) == "step" && s == "hang" + when) std::raise(SIGSTOP);
 }

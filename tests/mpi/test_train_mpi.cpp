@@ -21,6 +21,7 @@
 #include "core/safetensors.h"
 #include "data/shard.h"
 #include "testing/subprocess.h"
+#include "testing/tiny_run.h"
 
 namespace muongpt {
 namespace {
@@ -42,40 +43,8 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
   return out;
 }
 
-class TrainMpiTest : public ::testing::Test {
+class TrainMpiTest : public testing::TinyRunTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("muongpt_mpi_" +
-            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    Rng rng(1);
-    for (auto [name, n] :
-         {std::pair{"tiny_val_000000.bin", 3000}, std::pair{"tiny_train_000001.bin", 6000},
-          std::pair{"tiny_train_000002.bin", 5000}}) {
-      std::vector<uint16_t> t(n);
-      uint16_t x = 0;
-      for (auto& v : t) v = x = uint16_t((x + 1 + (rng.below(8) == 0 ? rng.below(5) : 0)) % 96);
-      write_shard((dir_ / name).string(), t.data(), n);
-    }
-    config_ = (dir_ / "tiny.toml").string();
-    std::ofstream(config_) << "[run]\nname = \"tiny\"\ndir = \"" << (dir_ / "runs").string()
-                           << "\"\nseed = 7\n\n"
-                              "[model]\nvocab_size = 96\nn_layer = 2\nd_model = 64\nd_head = 32\n"
-                              "seq_len = 16\n\n"
-                              "[data]\ntrain = \""
-                           << (dir_ / "tiny_train_*.bin").string() << "\"\nval = \""
-                           << (dir_ / "tiny_val_*.bin").string()
-                           << "\"\nval_tokens = 2048\nbatch_size = 2\n\n"
-                              "[train]\nsteps = 6\nlog_every = 1\neval_every = 3\n"
-                              "checkpoint_every = 3\nkeep_checkpoints = 2\n\n"
-                              "[telemetry]\nevery = 2\n\n[device]\ncomm_timeout = 60\n";
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-  fs::path run_dir(const std::string& name) const { return dir_ / "runs" / name; }
   std::string train(const std::string& name, int accum, const std::string& extra = "") const {
     return "train --config " + config_ + " --set run.name=" + name +
            " --set data.grad_accum=" + std::to_string(accum) + " " + extra;
@@ -83,13 +52,6 @@ class TrainMpiTest : public ::testing::Test {
   std::vector<nlohmann::json> metrics(const std::string& name) const {
     return read_jsonl(run_dir(name) / "metrics.jsonl");
   }
-  fs::path checkpoint(const std::string& name, int step) const {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "step_%06d", step);
-    return run_dir(name) / "checkpoints" / buf;
-  }
-  fs::path dir_;
-  std::string config_;
 };
 
 // Same steps, same losses (train every step, val where evaluated) to `tol` relative.

@@ -16,6 +16,7 @@
 #include "data/data_testing.h"
 #include "data/shard.h"
 #include "testing/subprocess.h"
+#include "testing/tiny_run.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 
@@ -42,41 +43,8 @@ std::string read_bytes(const fs::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// A tiny corpus with structure to learn: noisy counting modulo 96.
-class TrainerTest : public ::testing::Test {
+class TrainerTest : public testing::TinyRunTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("muongpt_train_" +
-            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    Rng rng(1);
-    for (auto [name, n] :
-         {std::pair{"tiny_val_000000.bin", 2000}, std::pair{"tiny_train_000001.bin", 6000},
-          std::pair{"tiny_train_000002.bin", 5000}}) {
-      std::vector<uint16_t> t(n);
-      uint16_t x = 0;
-      for (auto& v : t) v = x = uint16_t((x + 1 + (rng.below(8) == 0 ? rng.below(5) : 0)) % 96);
-      write_shard((dir_ / name).string(), t.data(), n);
-    }
-    config_ = (dir_ / "tiny.toml").string();
-    std::ofstream(config_) << "[run]\nname = \"tiny\"\ndir = \"" << (dir_ / "runs").string()
-                           << "\"\nseed = 7\n\n"
-                              "[model]\nvocab_size = 96\nn_layer = 2\nd_model = 64\nd_head = 32\n"
-                              "seq_len = 16\n\n"
-                              "[data]\ntrain = \""
-                           << (dir_ / "tiny_train_*.bin").string() << "\"\nval = \""
-                           << (dir_ / "tiny_val_*.bin").string()
-                           << "\"\nval_tokens = 1000\nbatch_size = 2\ngrad_accum = 2\n\n"
-                              "[train]\nsteps = 6\nlog_every = 1\neval_every = 3\n"
-                              "checkpoint_every = 3\nkeep_checkpoints = 2\n\n"
-                              "[telemetry]\nevery = 2\n";
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-  fs::path run_dir(const std::string& name) const { return dir_ / "runs" / name; }
   std::string train(const std::string& name, const std::string& extra = "") const {
     return "train --config " + config_ + " --set run.name=" + name + " " + extra;
   }
@@ -86,8 +54,6 @@ class TrainerTest : public ::testing::Test {
       out.push_back(r["train_loss"].get<double>());
     return out;
   }
-  fs::path dir_;
-  std::string config_;
 };
 
 TEST_F(TrainerTest, WritesTheRunDirectoryAndLearns) {
