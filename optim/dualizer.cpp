@@ -8,14 +8,13 @@
 #include "core/gemm.h"
 #include "core/linalg.h"
 #include "optim/config.h"
+#include "optim/dualizer_math.h"
 
 namespace muongpt {
 
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// Gram eigenvalues below kNullRel·k·λ_max count as zero singular values (see dualizer.h).
-constexpr double kNullRel = 1e-14;
 
 // Polar Express (Amsel, Persson, Musco, Gower 2025), degree 5: the optimal per-step triples for
 // an initial lower spectral bound of 1e-3. The first seven are divided by the safety factor 1.01
@@ -72,8 +71,8 @@ void newton_schulz(const DualizerSpec& spec, const float* X, float* out, int64_t
   else
     std::copy(X, X + m * n, Y);
 
-  const float denom =
-      float(frobenius_norm(Y, r * c)) * float(ns_norm_factor(spec.coeffs)) + float(spec.ns_eps);
+  const float denom = ns_denominator(frobenius_norm(Y, r * c), float(ns_norm_factor(spec.coeffs)),
+                                     float(spec.ns_eps));
   for (int64_t i = 0; i < r * c; ++i) Y[i] = Y[i] / denom;
 
   for (int s = 0; s < spec.ns_steps; ++s) {
@@ -110,34 +109,32 @@ void exact_dualizer(const DualizerSpec& spec, const float* X, float* out, int64_
     gemm<double>(true, false, n, n, m, 1.0, Xd, n, Xd, n, 0.0, U, n);  // XᵀX  [n, n]
   sym_eig(k, U, w);  // ascending; eigenvectors in the columns of U
 
-  const double lam_max = std::max(w[k - 1], 0.0);
+  const double lam_max = exact_lam_max(w[k - 1]);
   if (!(lam_max > 0)) {  // zero matrix
     std::fill(out, out + m * n, 0.0f);
     return;
   }
-  const double cutoff = lam_max * double(k) * kNullRel;
+  const double cutoff = exact_cutoff(lam_max, k);
   const double s_max = std::sqrt(lam_max);
   std::vector<double>& sig = ws.d5;
   grow(sig, size_t(k));
-  for (int64_t i = 0; i < k; ++i) sig[i] = w[i] > cutoff ? std::sqrt(w[i]) : 0.0;
+  for (int64_t i = 0; i < k; ++i) sig[i] = exact_sigma(w[i], cutoff);
 
   const double p = spec.kind == DualizerKind::polar ? kInf : spec.p;
   if (std::isinf(p)) {  // q = 1: every nonzero σ ↦ 1
-    for (int64_t i = 0; i < k; ++i) coef[i] = sig[i] > 0 ? 1.0 / sig[i] : 0.0;
+    for (int64_t i = 0; i < k; ++i) coef[i] = exact_coef_polar(sig[i]);
   } else if (p == 1.0) {  // q = ∞: the top singular value(s) share the unit nuclear norm
     int64_t top = 0;
-    for (int64_t i = 0; i < k; ++i) top += sig[i] >= s_max * (1 - 1e-12);
-    for (int64_t i = 0; i < k; ++i)
-      coef[i] = sig[i] >= s_max * (1 - 1e-12) ? 1.0 / (double(top) * sig[i]) : 0.0;
+    for (int64_t i = 0; i < k; ++i) top += exact_is_top(sig[i], s_max);
+    for (int64_t i = 0; i < k; ++i) coef[i] = exact_coef_nuclear(sig[i], s_max, top);
   } else {
     // σᵢ^(q−1) / ‖σ‖_q^(q−1) = rᵢ^(q−1) / S^((q−1)/q) with rᵢ = σᵢ/σ_max and S = Σ rⱼ^q, which
     // neither overflows nor underflows harmfully for any q.
     const double q = p / (p - 1);
     double S = 0;
-    for (int64_t i = 0; i < k; ++i) S += sig[i] > 0 ? std::pow(sig[i] / s_max, q) : 0.0;
-    const double norm = std::pow(S, (q - 1) / q);
-    for (int64_t i = 0; i < k; ++i)
-      coef[i] = sig[i] > 0 ? std::pow(sig[i] / s_max, q - 1) / norm / sig[i] : 0.0;
+    for (int64_t i = 0; i < k; ++i) S += schatten_term(sig[i], s_max, q);
+    const double norm = schatten_norm(S, q);
+    for (int64_t i = 0; i < k; ++i) coef[i] = exact_coef_schatten(sig[i], s_max, q, norm);
   }
 
   for (int64_t i = 0; i < k; ++i)
@@ -285,11 +282,11 @@ void dualize(const DualizerSpec& spec, const float* X, float* out, int64_t m, in
       exact_dualizer(spec, X, out, m, n, ws);
       return;
     case DualizerKind::sign:
-      for (int64_t i = 0; i < count; ++i) out[i] = float((X[i] > 0) - (X[i] < 0));
+      for (int64_t i = 0; i < count; ++i) out[i] = sign_element(X[i]);
       return;
     case DualizerKind::frobenius: {
       const double norm = frobenius_norm(X, count);
-      for (int64_t i = 0; i < count; ++i) out[i] = norm > 0 ? float(double(X[i]) / norm) : 0.0f;
+      for (int64_t i = 0; i < count; ++i) out[i] = frobenius_element(X[i], norm);
       return;
     }
   }

@@ -18,7 +18,8 @@
 // spectral map σ ↦ h(σ) is T = U diag(h(σ)/σ) Uᵀ X, one k×k eigenproblem and two GEMMs.
 // Directions whose eigenvalue is below k·1e-14·λ_max (σ below ~1e-7·√k·σ_max, under the float32
 // input's own rounding) count as null space and map to 0; a zero matrix maps to zero for every
-// dualizer.
+// dualizer. The scalar formulas are in optim/dualizer_math.h, shared with the GPU dualizers
+// (optim/dualizer_cuda.h).
 #pragma once
 
 #include <cstdint>

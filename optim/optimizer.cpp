@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "optim/optimizer_cpu.h"
+#include "optim/optimizer_cuda.h"
 
 namespace muongpt {
 
@@ -43,7 +44,15 @@ std::unique_ptr<Optimizer> Optimizer::create(const std::vector<Route>& routes,
       fail("optim", "parameter '", s.name, "': unknown optimizer '", r.optimizer, "'");
     any_cuda |= s.device == Device::cuda;
   }
-  if (any_cuda) fail("optim", "the CUDA optimizer is not built yet (parameters are on the GPU)");
+  if (any_cuda) {
+#ifdef MUONGPT_HAVE_CUDA
+    return make_cuda_optimizer(routes, slots, cfg, comm);  // checks that every slot is on the GPU
+#else
+    fail("optim",
+         "parameters are on the GPU but this muongpt was built without CUDA (no CUDA "
+         "optimizer)");
+#endif
+  }
   return make_cpu_optimizer(routes, slots, cfg, comm);
 }
 

@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "core/comm.h"
 #include "core/error.h"
 #include "optim/dualizer.h"
+#include "optim/optimizer_state.h"
 #include "optim/schedule.h"
 #include "optim/shard_plan.h"
 #include "optim/update_math.h"
@@ -17,15 +17,6 @@
 namespace muongpt {
 
 namespace {
-
-constexpr const char* kStateFormat = "muongpt-optimizer";
-constexpr int kStateVersion = 1;
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 class CpuOptimizer final : public Optimizer {
  public:
@@ -153,86 +144,29 @@ class CpuOptimizer final : public Optimizer {
   }
 
   nlohmann::json state_json() const override {
-    nlohmann::json params = nlohmann::json::array();
-    for (const Param& p : params_)
-      params.push_back({{"name", p.slot.name},
-                        {"optimizer", p.muon ? "muon" : "adamw"},
-                        {"shape", p.slot.shape}});
-    return {{"format", kStateFormat},
-            {"version", kStateVersion},
-            {"steps_taken", steps_taken_},
-            {"last_step", stats_.step},
-            {"params", params}};
+    return optimizer_state_json(state_params(), steps_taken_, stats_.step);
   }
 
   void load_state(const SafetensorsFile& file, const nlohmann::json& json,
                   const std::string& where) override {
-    int64_t steps_taken = 0, last_step = -1;
-    try {
-      if (json.at("format") != kStateFormat || json.at("version") != kStateVersion)
-        fail(where, "optimizer state: format ", json.at("format").dump(), " version ",
-             json.at("version").dump(), ", expected \"", kStateFormat, "\" version ",
-             kStateVersion);
-      const auto& saved = json.at("params");
-      if (saved.size() != params_.size())
-        fail(where, "optimizer state holds ", saved.size(), " parameters, the model has ",
-             params_.size());
-      for (size_t i = 0; i < params_.size(); ++i) {
-        const Param& p = params_[i];
-        const std::string name = saved[i].at("name");
-        const std::string opt = saved[i].at("optimizer");
-        const auto shape = saved[i].at("shape").get<std::vector<int64_t>>();
-        const std::string now = p.muon ? "muon" : "adamw";
-        if (name != p.slot.name)
-          fail(where, "optimizer state parameter ", i, " is '", name, "', the model's is '",
-               p.slot.name, "'");
-        if (opt != now)
-          fail(where, "parameter '", name, "' was trained with ", opt,
-               " but the routing now sends it to ", now,
-               " (its optimizer state cannot carry over)");
-        if (shape != p.slot.shape)
-          fail(where, "parameter '", name, "' has another shape in the optimizer state");
-      }
-      steps_taken = json.at("steps_taken").get<int64_t>();
-      last_step = json.at("last_step").get<int64_t>();
-    } catch (const nlohmann::json::exception& e) {
-      fail(where, "optimizer state JSON: ", e.what());
-    }
-
-    std::set<std::string> expected;
-    for (const Param& p : params_) {
-      if (p.muon) {
-        expected.insert("muon.buf." + p.slot.name);
-      } else {
-        expected.insert("adamw.m." + p.slot.name);
-        expected.insert("adamw.v." + p.slot.name);
-      }
-    }
-    for (const std::string& name : file.names())
-      if ((name.starts_with("adamw.") || name.starts_with("muon.")) && !expected.count(name))
-        fail(where, "unexpected optimizer tensor '", name, "' (the routing or model differs)");
+    const StateCounters counters = check_optimizer_state(file, json, state_params(), where);
     for (Param& p : params_) {
       auto load = [&](const std::string& name, std::vector<float>& dst) {
-        if (!file.has(name)) fail(where, "missing optimizer tensor '", name, "'");
-        const SafetensorsEntry& e = file.entry(name);
-        if (e.dtype != DType::f32)
-          fail(where, "optimizer tensor '", name, "' is ", dtype_name(e.dtype), ", expected F32");
-        if (e.shape != p.slot.shape)
-          fail(where, "optimizer tensor '", name, "' has shape ", shape_str(e.shape),
-               ", the parameter has ", shape_str(p.slot.shape));
-        std::vector<float> v = file.read<float>(name);  // the whole tensor: keep our part
+        // The whole tensor: keep our part.
+        const std::vector<float> v = read_state_tensor(file, name, p.slot.shape, where);
         std::copy(v.begin() + p.lo, v.begin() + p.hi, dst.begin());
       };
+      const auto names = state_tensor_names({p.slot.name, p.slot.shape, p.muon});
       if (p.muon) {
-        load("muon.buf." + p.slot.name, p.buf);
+        load(names[0], p.buf);
       } else {
-        load("adamw.m." + p.slot.name, p.m);
-        load("adamw.v." + p.slot.name, p.v);
+        load(names[0], p.m);
+        load(names[1], p.v);
       }
     }
-    steps_taken_ = steps_taken;
+    steps_taken_ = counters.steps_taken;
     stats_ = StepStats{};
-    stats_.step = last_step;
+    stats_.step = counters.last_step;
   }
 
   void set_record_updates(bool on) override { record_ = on; }
@@ -317,16 +251,14 @@ class CpuOptimizer final : public Optimizer {
     }
   }
 
+  std::vector<StateParam> state_params() const {
+    std::vector<StateParam> out;
+    for (const Param& p : params_) out.push_back({p.slot.name, p.slot.shape, p.muon});
+    return out;
+  }
+
   void adamw_update(Param& p, const Route& r, double lr, int64_t t) {
-    const AdamWConfig& a = cfg_.adamw;
-    AdamWConsts k;
-    k.one_minus_beta1 = float(1.0 - a.beta1);
-    k.beta2 = float(a.beta2);
-    k.one_minus_beta2 = float(1.0 - a.beta2);
-    k.decay = float(1.0 - lr * r.wd);
-    k.step_size = float(lr / (1.0 - std::pow(a.beta1, double(t))));
-    k.sqrt_bc2 = float(std::sqrt(1.0 - std::pow(a.beta2, double(t))));
-    k.eps = float(a.eps);
+    const AdamWConsts k = adamw_consts(cfg_.adamw, lr, r.wd, t);
     float* w = p.slot.value + p.lo;
     const float* g = p.slot.grad + p.lo;
     for (int64_t j = 0; j < p.hi - p.lo; ++j)
@@ -345,9 +277,9 @@ class CpuOptimizer final : public Optimizer {
       u[j] = muon_momentum_element(g[j], p.buf[size_t(j)], muf, one_minus_mu, ema, nesterov);
     dualize(p.dualizer, u, o, rows, cols, ws_);
     ++stats_.dualize_calls;
-    const float decay = float(1.0 - lr * r.wd), step = float(lr * r.scale);
+    const MuonConsts k = muon_consts(lr, r.wd, r.scale);
     float* w = p.slot.value;
-    for (int64_t j = 0; j < n; ++j) w[j] = muon_apply_element(w[j], o[j], decay, step);
+    for (int64_t j = 0; j < n; ++j) w[j] = muon_apply_element(w[j], o[j], k.decay, k.step);
   }
 
   OptimConfig cfg_;

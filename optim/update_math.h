@@ -1,4 +1,5 @@
-// Per-element update math of AdamW and Muon, shared by the CPU loops and (later) the CUDA kernels.
+// Per-element update math of AdamW and Muon, shared by the CPU loops and the CUDA kernels
+// (optim/optimizer_cuda.cu, compiled with -fmad=false so that both round the same way).
 // The order of float operations follows torch.optim.AdamW's single-tensor path and the reference
 // Muon in tools/reference/muon.py, so that the parity fixtures agree to the last bit or two.
 #pragma once
@@ -41,6 +42,16 @@ MG_HD float muon_momentum_element(float g, float& buf, float mu, float one_minus
   }
   buf = buf * mu + g;
   return nesterov ? g + mu * buf : buf;
+}
+
+// Muon's step constants for lr = base lr · schedule multiplier, computed in double and rounded to
+// float: decay = 1 − lr·wd, step = lr·scale.
+struct MuonConsts {
+  float decay;
+  float step;
+};
+MG_HD MuonConsts muon_consts(double lr, double wd, double scale) {
+  return {float(1.0 - lr * wd), float(lr * scale)};
 }
 
 // W ← W·(1 − lr·wd) − lr·scale·O, with decay = 1 − lr·wd and step = lr·scale.

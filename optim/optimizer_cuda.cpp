@@ -1,0 +1,393 @@
+// The CUDA optimizer: AdamW and Muon over fp32 device parameters with fp32 device state, the
+// same math as the CPU optimizer (optim/optimizer_cpu.cpp) through the shared per-element
+// functions (optim/update_math.h) and the GPU dualizers (optim/dualizer_cuda.h). Host-side
+// orchestration only (the kernels are in optim/optimizer_cuda.cu); compiled in CUDA builds.
+//
+// Memory: one device allocation (an Arena planned up front) holds the AdamW moments, the Muon
+// momentum buffers, the per-group member tables, the Muon scratch (the largest group's
+// [count, rows, cols] fp32), the largest dualizer workspace and the gradient-norm scratch. The
+// ΔW buffer for telemetry is a second allocation, made when recording is first switched on
+// (set_record_updates, never inside step()). The constructor runs every group's dualizer once on
+// zeros so that the GEMM plans and library workspaces exist before the first step.
+//
+// Muon batches same-shape matrices: groups by (shape, dualizer) in order of first appearance, as
+// muon_owner_ranks() groups them. Per group: one momentum kernel over all members, one batched
+// dualize, one apply kernel. AdamW: one kernel per parameter over its element range.
+#ifdef MUONGPT_HAVE_CUDA
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <tuple>
+
+#include "core/arena.h"
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "optim/dualizer_cuda.h"
+#include "optim/optimizer_cuda.h"
+#include "optim/optimizer_cuda_kernels.h"
+#include "optim/optimizer_state.h"
+#include "optim/schedule.h"
+#include "optim/update_math.h"
+
+namespace muongpt {
+
+namespace {
+
+cudaStream_t as_cuda(CudaStream s) {
+  return static_cast<cudaStream_t>(s);
+}
+
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();  // clear the error of a pointer CUDA does not know
+    return false;
+  }
+  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
+}
+
+class CudaOptimizer final : public Optimizer {
+ public:
+  CudaOptimizer(const std::vector<Route>& routes, const std::vector<ParamSlot>& slots,
+                const OptimConfig& cfg, const CudaOptimizerOptions& options)
+      : Optimizer(routes),
+        cfg_(cfg),
+        stream_(options.stream),
+        precision_(options.ns_precision.value_or(default_ns_precision(slots))),
+        dualizer_(options.stream) {
+    DualizerSpec ns_default;
+    ns_default.coeffs = parse_ns_coeffs(cfg.muon.ns_coeffs, "optim", "[optim.muon] ns_coeffs");
+    ns_default.ns_steps = static_cast<int>(cfg.muon.ns_steps);
+    ns_default.ns_eps = cfg.muon.ns_eps;
+
+    std::map<std::tuple<std::vector<int64_t>, std::string>, size_t> group_of;
+    for (size_t i = 0; i < routes.size(); ++i) {
+      const ParamSlot& s = slots[i];
+      for (const void* ptr : {static_cast<const void*>(s.value), static_cast<const void*>(s.grad),
+                              static_cast<const void*>(s.working_bf16)})
+        if (ptr && !is_device_pointer(ptr))
+          fail("optim", "parameter '", s.name,
+               "' is marked as on the GPU but its value, gradient or working copy is not device "
+               "memory");
+      Param p;
+      p.slot = s;
+      p.muon = routes[i].optimizer == "muon";
+      p.n = s.numel();
+      p.lo = 0;  // one rank: every element (a shard plan will narrow AdamW ranges)
+      p.hi = p.n;
+      p.delta_offset = total_numel_;
+      total_numel_ += p.n;
+      if (p.muon) {
+        const auto key = std::make_tuple(routes[i].shape, routes[i].dualizer);
+        auto [it, fresh] = group_of.try_emplace(key, groups_.size());
+        if (fresh) {
+          Group g;
+          g.spec = parse_dualizer(routes[i].dualizer, ns_default, "optim",
+                                  "parameter '" + routes[i].name + "'");
+          g.rows = routes[i].shape[0];
+          g.cols = routes[i].shape[1];
+          groups_.push_back(g);
+        }
+        p.group = it->second;
+        groups_[it->second].members.push_back(i);
+      }
+      params_.push_back(std::move(p));
+    }
+
+    int64_t scratch = 0;  // Muon u/O scratch, elements: the largest group
+    for (Group& g : groups_) {
+      g.count = int64_t(g.members.size());
+      if (g.rows * g.cols == 0) continue;
+      scratch = std::max(scratch, g.count * g.rows * g.cols);
+      g.ws_bytes = dualizer_.workspace_bytes(g.spec, g.count, g.rows, g.cols, precision_);
+      ws_bytes_ = std::max(ws_bytes_, g.ws_bytes);
+    }
+
+    // The single allocation. The layout runs twice (count, then carve); it must be
+    // deterministic.
+    const int64_t n_params = int64_t(params_.size());
+    arena_ = plan_arena(Device::cuda, [&](Arena& a) {
+      for (Param& p : params_) {
+        const size_t bytes = size_t(p.hi - p.lo) * sizeof(float);
+        if (p.muon) {
+          p.buf = static_cast<float*>(a.alloc_bytes(size_t(p.n) * sizeof(float)));
+        } else {
+          p.m = static_cast<float*>(a.alloc_bytes(bytes));
+          p.v = static_cast<float*>(a.alloc_bytes(bytes));
+        }
+      }
+      for (Group& g : groups_)
+        g.table = static_cast<MuonMember*>(a.alloc_bytes(size_t(g.count) * sizeof(MuonMember)));
+      u_ = static_cast<float*>(a.alloc_bytes(size_t(scratch) * sizeof(float)));
+      ws_ = a.alloc_bytes(ws_bytes_);
+      grad_segs_ =
+          static_cast<SquaresSegment*>(a.alloc_bytes(size_t(n_params) * sizeof(SquaresSegment)));
+      grad_partials_ = static_cast<double*>(
+          a.alloc_bytes(size_t(n_params) * kSquaresMaxChunks * sizeof(double)));
+      grad_sums_ = static_cast<double*>(a.alloc_bytes(size_t(n_params) * sizeof(double)));
+    });
+
+    // The tables the kernels read, written once.
+    for (Group& g : groups_) {
+      std::vector<MuonMember> table;
+      for (size_t i : g.members) {
+        const Param& p = params_[i];
+        table.push_back({p.slot.grad, p.buf, p.slot.value, p.slot.working_bf16, p.delta_offset,
+                         routes[i].lr, routes[i].wd, routes[i].scale});
+      }
+      MG_CUDA(cudaMemcpy(g.table, table.data(), table.size() * sizeof(MuonMember),
+                         cudaMemcpyHostToDevice));
+    }
+    std::vector<SquaresSegment> segs;
+    for (const Param& p : params_) segs.push_back({p.slot.grad + p.lo, p.hi - p.lo});
+    if (!segs.empty())
+      MG_CUDA(cudaMemcpy(grad_segs_, segs.data(), segs.size() * sizeof(SquaresSegment),
+                         cudaMemcpyHostToDevice));
+    sums_host_.assign(params_.size(), 0.0);
+    // The arena was zeroed and the tables written on the legacy default stream; `stream` may not
+    // be ordered after it.
+    MG_CUDA(cudaDeviceSynchronize());
+
+    // Warm-up on the zero scratch: creates the GEMM plans, cuBLASLt/cuSOLVER workspaces and
+    // checks the eigensolver once; dualize(0) = 0, so the scratch stays zero.
+    for (const Group& g : groups_)
+      if (g.rows * g.cols > 0)
+        dualizer_.dualize_batch(g.spec, u_, u_, g.count, g.rows, g.cols, precision_, ws_,
+                                g.ws_bytes);
+    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+  }
+
+  double reduce_gradients(bool) override {
+    if (params_.empty()) return 0.0;
+    sum_squares_segments(grad_segs_, int64_t(params_.size()), grad_partials_, grad_sums_, stream_);
+    MG_CUDA(cudaMemcpyAsync(sums_host_.data(), grad_sums_, sums_host_.size() * sizeof(double),
+                            cudaMemcpyDeviceToHost, as_cuda(stream_)));
+    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+    double ss = 0;
+    for (double s : sums_host_) ss += s;  // parameter order: deterministic
+    return std::sqrt(ss);
+  }
+
+  void step(int64_t step, double lr_scale) override {
+    MG_CHECK(step >= 0, "optimizer step ", step);
+    stats_ = StepStats{};
+    stats_.step = step;
+    stats_.lr_scale = lr_scale;
+    const double mu = muon_momentum(cfg_.muon, step);
+    stats_.muon_momentum = mu;
+    recorded_ = record_;
+    float* delta = recorded_ ? delta_ : nullptr;
+
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      if (p.muon) continue;
+      adamw_range(p, routes_[i], lr_scale, step + 1, delta);
+      ++stats_.adamw_params;
+    }
+    for (const Group& g : groups_) {
+      muon_group(g, lr_scale, mu, delta);
+      stats_.dualize_calls += g.count;
+      stats_.muon_params += g.count;
+    }
+    if (recorded_) {
+      MG_CUDA(cudaMemcpyAsync(delta_host_.data(), delta_, delta_host_.size() * sizeof(float),
+                              cudaMemcpyDeviceToHost, as_cuda(stream_)));
+      MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+    }
+    ++steps_taken_;
+  }
+
+  std::vector<SafetensorsTensor> state_tensors() const override {
+    download_state();
+    std::vector<SafetensorsTensor> out;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      const auto names = state_tensor_names(state_param(p));
+      for (size_t j = 0; j < names.size(); ++j)
+        out.push_back({names[j], DType::f32, p.slot.shape, host_state_[i][j].data()});
+    }
+    return out;
+  }
+
+  nlohmann::json state_json() const override {
+    std::vector<StateParam> params;
+    for (const Param& p : params_) params.push_back(state_param(p));
+    return optimizer_state_json(params, steps_taken_, stats_.step);
+  }
+
+  void load_state(const SafetensorsFile& file, const nlohmann::json& json,
+                  const std::string& where) override {
+    std::vector<StateParam> params;
+    for (const Param& p : params_) params.push_back(state_param(p));
+    const StateCounters counters = check_optimizer_state(file, json, params, where);
+    // Read and check everything before changing anything.
+    std::vector<std::vector<std::vector<float>>> loaded(params_.size());
+    for (size_t i = 0; i < params_.size(); ++i)
+      for (const std::string& name : state_tensor_names(params[i]))
+        loaded[i].push_back(read_state_tensor(file, name, params_[i].slot.shape, where));
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      if (p.muon) {
+        upload(p.buf, loaded[i][0].data(), p.n);
+      } else {
+        upload(p.m, loaded[i][0].data() + p.lo, p.hi - p.lo);
+        upload(p.v, loaded[i][1].data() + p.lo, p.hi - p.lo);
+      }
+    }
+    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));  // the host vectors die here
+    steps_taken_ = counters.steps_taken;
+    stats_ = StepStats{};
+    stats_.step = counters.last_step;
+  }
+
+  void set_record_updates(bool on) override {
+    record_ = on;
+    if (on && !delta_) {
+      delta_arena_.emplace(Device::cuda,
+                           size_t(std::max<int64_t>(total_numel_, 1)) * sizeof(float));
+      delta_ = static_cast<float*>(delta_arena_->alloc_bytes(size_t(total_numel_) * sizeof(float)));
+      delta_host_.assign(size_t(total_numel_), 0.0f);
+      MG_CUDA(cudaDeviceSynchronize());  // the arena's zero fill ran on the legacy stream
+    }
+  }
+
+  std::span<const float> last_update(size_t i) const override {
+    MG_CHECK(i < params_.size(), "parameter index ", i);
+    if (!recorded_) return {};
+    return {delta_host_.data() + params_[i].delta_offset, size_t(params_[i].n)};
+  }
+
+  const StepStats& last_step_stats() const override { return stats_; }
+
+ private:
+  struct Param {
+    ParamSlot slot;
+    bool muon = false;
+    int64_t n = 0;
+    int64_t lo = 0, hi = 0;  // AdamW: the element range this optimizer updates
+    float* m = nullptr;      // AdamW moments [hi − lo], device
+    float* v = nullptr;
+    float* buf = nullptr;  // Muon momentum [rows, cols], device
+    size_t group = 0;      // Muon: index into groups_
+    int64_t delta_offset = 0;
+  };
+  // Same-shape Muon matrices with the same dualizer: dualized as one batch.
+  struct Group {
+    DualizerSpec spec;
+    int64_t rows = 0, cols = 0, count = 0;
+    std::vector<size_t> members;  // parameter indices
+    MuonMember* table = nullptr;  // [count], device
+    size_t ws_bytes = 0;
+  };
+
+  static StateParam state_param(const Param& p) { return {p.slot.name, p.slot.shape, p.muon}; }
+
+  void upload(float* dst, const float* src, int64_t n) {
+    if (n > 0)
+      MG_CUDA(cudaMemcpyAsync(dst, src, size_t(n) * sizeof(float), cudaMemcpyHostToDevice,
+                              as_cuda(stream_)));
+  }
+
+  // The AdamW update of parameter p on its element range [lo, hi).
+  void adamw_range(const Param& p, const Route& r, double lr_scale, int64_t t, float* delta) {
+    const AdamWConsts k = adamw_consts(cfg_.adamw, r.lr * lr_scale, r.wd, t);
+    uint16_t* working = p.slot.working_bf16 ? p.slot.working_bf16 + p.lo : nullptr;
+    launch_adamw(p.slot.value + p.lo, p.slot.grad + p.lo, p.m, p.v, working,
+                 delta ? delta + p.delta_offset + p.lo : nullptr, p.hi - p.lo, k, stream_);
+  }
+
+  // Momentum, dualizer and update of every matrix of group g (its member table).
+  void muon_group(const Group& g, double lr_scale, double mu, float* delta) {
+    const int64_t mn = g.rows * g.cols;
+    if (mn == 0) return;
+    const bool ema = cfg_.muon.momentum_kind == "ema";
+    launch_muon_momentum(g.table, g.count, mn, float(mu), float(1.0 - mu), ema, cfg_.muon.nesterov,
+                         u_, stream_);
+    dualizer_.dualize_batch(g.spec, u_, u_, g.count, g.rows, g.cols, precision_, ws_, g.ws_bytes);
+    launch_muon_apply(g.table, g.count, mn, u_, lr_scale, delta, stream_);
+  }
+
+  // Host copies of the moments and momentum buffers, for state_tensors(): allocated on the first
+  // call and refreshed by every call, so the views stay valid while the optimizer lives.
+  void download_state() const {
+    if (host_state_.empty()) {
+      host_state_.resize(params_.size());
+      for (size_t i = 0; i < params_.size(); ++i)
+        host_state_[i].assign(params_[i].muon ? 1 : 2,
+                              std::vector<float>(size_t(params_[i].n), 0.0f));
+    }
+    auto down = [&](std::vector<float>& dst, const float* src, int64_t lo, int64_t n) {
+      if (n > 0)
+        MG_CUDA(cudaMemcpyAsync(dst.data() + lo, src, size_t(n) * sizeof(float),
+                                cudaMemcpyDeviceToHost, as_cuda(stream_)));
+    };
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      auto& h = host_state_[i];
+      if (p.muon) {
+        down(h[0], p.buf, 0, p.n);
+      } else {
+        down(h[0], p.m, p.lo, p.hi - p.lo);
+        down(h[1], p.v, p.lo, p.hi - p.lo);
+      }
+    }
+    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+  }
+
+  OptimConfig cfg_;
+  CudaStream stream_;
+  NsPrecision precision_;
+  CudaDualizer dualizer_;
+  std::vector<Param> params_;
+  std::vector<Group> groups_;
+  int64_t total_numel_ = 0;
+
+  Arena arena_ = Arena::counting(Device::cuda);  // the single allocation (state and scratch)
+  float* u_ = nullptr;                           // Muon scratch: [count, rows, cols] of a group
+  void* ws_ = nullptr;                           // dualizer workspace (the largest group's)
+  size_t ws_bytes_ = 0;
+  SquaresSegment* grad_segs_ = nullptr;  // [params] the gradients, for the norm
+  double* grad_partials_ = nullptr;      // [params, kSquaresMaxChunks]
+  double* grad_sums_ = nullptr;          // [params]
+  std::vector<double> sums_host_;
+
+  bool record_ = false, recorded_ = false;
+  std::optional<Arena> delta_arena_;  // ΔW, [total_numel_], allocated when recording starts
+  float* delta_ = nullptr;
+  std::vector<float> delta_host_;
+  mutable std::vector<std::vector<std::vector<float>>> host_state_;  // state_tensors() views
+
+  StepStats stats_;
+  int64_t steps_taken_ = 0;
+};
+
+}  // namespace
+
+NsPrecision default_ns_precision(const std::vector<ParamSlot>& slots) {
+  for (const ParamSlot& s : slots)
+    if (s.working_bf16) return NsPrecision::bf16;
+  return NsPrecision::fp32;
+}
+
+std::unique_ptr<Optimizer> make_cuda_optimizer(const std::vector<Route>& routes,
+                                               const std::vector<ParamSlot>& slots,
+                                               const OptimConfig& cfg, Comm* comm,
+                                               const CudaOptimizerOptions& options) {
+  if (comm) fail("optim", "multi-rank CUDA optimizer: not built yet");
+  if (routes.size() != slots.size())
+    fail("optim", routes.size(), " routes for ", slots.size(), " parameters");
+  for (const ParamSlot& s : slots)
+    if (s.device != Device::cuda)
+      fail("optim", "the CUDA optimizer needs every parameter on the GPU, '", s.name,
+           "' is on the ", device_name(s.device));
+  if (cuda_device_count() == 0) fail("optim", "the CUDA optimizer: ", describe_devices());
+  return std::make_unique<CudaOptimizer>(routes, slots, cfg, options);
+}
+
+}  // namespace muongpt
+
+#endif  // MUONGPT_HAVE_CUDA
