@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/device.h"
 #include "core/hd.h"
 
 namespace muongpt {
@@ -27,6 +28,16 @@ MG_HD T softcap_grad(T z, T cap) {
   return T(1) - t * t;
 }
 
+// One entry of the gradient w.r.t. an uncapped logit, from its capped value z, the row's lse and
+// whether it is the target column: scale · (p − [target]) · softcap'(z), p = exp(z − lse). Used by
+// the GPU backward (the CPU loop vectorises its own form of the same formula). p − 1 is exact in
+// fp32 for p ≥ 1/2, so the target entry keeps its relative accuracy even when p → 1.
+template <typename T>
+MG_HD T softcap_cross_entropy_grad(T z, T lse, bool is_target, T cap, T scale) {
+  const T p = std::exp(z - lse);
+  return scale * ((is_target ? p - T(1) : p) * softcap_grad(z, cap));
+}
+
 // logits: [N, V], capped in place. lse: [N] written. Returns the mean loss.
 // Row sums accumulate in double whatever T is.
 template <typename T>
@@ -38,5 +49,28 @@ T softcap_cross_entropy_forward(T* logits, T* lse, const int32_t* targets, int64
 template <typename T>
 void softcap_cross_entropy_backward(T* logits, const T* lse, const int32_t* targets, int64_t N,
                                     int64_t V, T cap, T dloss);
+
+// ---- CUDA (cross_entropy.cu): the logits buffer is [N, Vp] in T (float or __nv_bfloat16) with
+// row stride Vp ≥ V; only its first V columns are real vocabulary. Device pointers, asynchronous
+// on `stream`; targets must lie in [0, V) (the model checks them on the host).
+//
+// Forward: one block per row computes the capped logits in registers (the buffer is NOT modified:
+// unlike the CPU path, the backward recomputes the cap), their logsumexp online (a running max
+// and a running sum rescaled when the max grows, in fp32) and the row's loss. losses: [N] fp32,
+// lse: [N] fp32, written. mean_loss (one double, may be null) = Σ losses / N, summed in a fixed
+// order in double by one block: deterministic.
+template <typename T>
+void softcap_cross_entropy_forward_cuda(float* losses, float* lse, double* mean_loss,
+                                        const T* logits, const int32_t* targets, int64_t N,
+                                        int64_t V, int64_t Vp, float cap, CudaStream stream);
+
+// Backward, in place: logits [N, Vp] (the uncapped logits the forward read) become the gradient of
+// dloss · mean loss w.r.t. them, dloss/N · (softmax(z) − onehot(target)) · (1 − (z/cap)²), with z
+// recomputed from the logits and p from the saved lse; no probability matrix is materialised.
+// Padded columns V..Vp get exactly 0.
+template <typename T>
+void softcap_cross_entropy_backward_cuda(T* logits, const float* lse, const int32_t* targets,
+                                         int64_t N, int64_t V, int64_t Vp, float cap, float dloss,
+                                         CudaStream stream);
 
 }  // namespace muongpt

@@ -13,14 +13,19 @@
 
 namespace muongpt {
 
+// Rotates one pair (a, b) = (x[j], x[j + dh/2]) by the angle whose cosine and sine are c, s
+// (s = −sin θ for the backward). Shared by rope_row and the CUDA kernels.
+template <typename T>
+MG_HD void rope_pair(T& a, T& b, T c, T s) {
+  const T a0 = a, b0 = b;
+  a = a0 * c + b0 * s;
+  b = b0 * c - a0 * s;
+}
+
 // Rotates one row in place; sign = +1 forward, −1 backward. cos_t, sin_t: [dh/2] at its position.
 template <typename T>
 MG_HD void rope_row(T* x, const T* cos_t, const T* sin_t, int64_t half, T sign) {
-  for (int64_t j = 0; j < half; ++j) {
-    T a = x[j], b = x[j + half], c = cos_t[j], s = sign * sin_t[j];
-    x[j] = a * c + b * s;
-    x[j + half] = b * c - a * s;
-  }
+  for (int64_t j = 0; j < half; ++j) rope_pair(x[j], x[j + half], cos_t[j], sign * sin_t[j]);
 }
 
 // cos, sin: [seq, dh/2] tables for positions 0..seq-1 (angles computed in double).
