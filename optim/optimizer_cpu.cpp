@@ -86,12 +86,8 @@ class CpuOptimizer final : public Optimizer {
   }
 
   void step(int64_t step, double lr_scale) override {
-    MG_CHECK(step >= 0, "optimizer step ", step);
-    stats_ = StepStats{};
-    stats_.step = step;
-    stats_.lr_scale = lr_scale;
-    const double mu = muon_momentum(cfg_.muon, step);
-    stats_.muon_momentum = mu;
+    stats_ = begin_step_stats(cfg_.muon, step, lr_scale);
+    const double mu = stats_.muon_momentum;
     recorded_ = record_;
     for (size_t i = 0; i < params_.size(); ++i) {
       Param& p = params_[i];

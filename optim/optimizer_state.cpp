@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "optim/schedule.h"
 
 namespace muongpt {
 
@@ -102,6 +103,15 @@ std::vector<float> read_state_tensor(const SafetensorsFile& file, const std::str
     fail(where, "optimizer tensor '", name, "' has shape ", shape_str(e.shape),
          ", the parameter has ", shape_str(shape));
   return file.read<float>(name);
+}
+
+StepStats begin_step_stats(const MuonConfig& muon, int64_t step, double lr_scale) {
+  MG_CHECK(step >= 0, "optimizer step ", step);
+  StepStats stats;
+  stats.step = step;
+  stats.lr_scale = lr_scale;
+  stats.muon_momentum = muon_momentum(muon, step);
+  return stats;
 }
 
 }  // namespace muongpt

@@ -11,6 +11,7 @@
 
 #include "core/safetensors.h"
 #include "optim/config.h"
+#include "optim/optimizer.h"
 #include "optim/update_math.h"
 
 namespace muongpt {
@@ -18,6 +19,9 @@ namespace muongpt {
 // AdamW's constants for the 1-based step t and lr = base lr · schedule multiplier: computed in
 // double and rounded to float once (what adamw_element() takes).
 AdamWConsts adamw_consts(const AdamWConfig& cfg, double lr, double wd, int64_t t);
+
+// The statistics a step starts with: its index, lr multiplier and Muon momentum μ (counters 0).
+StepStats begin_step_stats(const MuonConfig& muon, int64_t step, double lr_scale);
 
 // A parameter as the optimizer state describes it.
 struct StateParam {
