@@ -60,6 +60,7 @@
 #include "model/ops/cross_entropy.h"
 #include "testing/cuda_testing.h"
 #include "testing/model_util.h"
+#include "testing/source_dir.h"
 
 namespace muongpt {
 namespace {
@@ -294,7 +295,7 @@ TEST(GptCuda, Bf16WithinBandOfCpuModel) {
 // ---- the independent oracle: the PyTorch fixtures (tests/fixtures, docs/numerics.md) -----------
 
 void check_fixture(const std::string& file, Precision p) {
-  SafetensorsFile fx(std::string(MUONGPT_SOURCE_DIR) + "/tests/fixtures/" + file);
+  SafetensorsFile fx(testing::source_dir() + "/tests/fixtures/" + file);
   const ModelConfig cfg = config_from_text(fx.meta("config"));
   const int64_t B = std::stoll(fx.meta("B")), T = std::stoll(fx.meta("T"));
   GptCuda model(cfg, B, T, p, nullptr);
