@@ -321,7 +321,7 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
   console.line(fmt("muongpt train: %s -> %s (%s)", cfg.file.c_str(), dir.c_str(),
                    resume.empty() ? "new run" : ("resuming " + resume).c_str()));
   if (comm->world() > 1)
-    console.line(fmt("distributed: %d ranks over %s (collective timeout %.0f s)", comm->world(),
+    console.line(fmt("distributed: %d ranks over %s (collective timeout %g s)", comm->world(),
                      std::string(comm->backend()).c_str(), cfg.device.comm_timeout));
   console.line(run.describe());
   console.line(routing_table(run.routes()));
