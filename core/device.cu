@@ -1,6 +1,7 @@
 #include <cuda_runtime.h>
 
 #include <sstream>
+#include <string>
 
 #include "core/arena.h"
 #include "core/cuda_check.h"
@@ -44,6 +45,14 @@ std::string describe_devices() {
        << " " << d.sm_count << " SMs " << d.total_bytes / (1024 * 1024) << " MiB";
   }
   return os.str();
+}
+
+void cuda_set_device(int index) {
+  const int n = cuda_device_count();
+  if (index < 0 || index >= n)
+    fail("cuda", "GPU ", index, " asked for, but ", n == 0 ? "none is" : std::to_string(n) + " are",
+         " visible (", describe_devices(), ")");
+  MG_CUDA(cudaSetDevice(index));
 }
 
 void* device_alloc(size_t bytes) {

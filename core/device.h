@@ -26,6 +26,10 @@ int cuda_device_count();
 DeviceInfo cuda_device_info(int index);
 std::string describe_devices();  // one line per GPU, or why there is none
 
+// Makes GPU `index` current for this thread (a rank uses its local rank's GPU). Error naming the
+// GPUs there are when the index is out of range.
+void cuda_set_device(int index);
+
 // Toolchain smoke test: y ← a·x + y computed by a CUDA kernel on device 0 (host arrays in/out).
 void cuda_axpy(float a, const float* x, float* y, int64_t n);
 

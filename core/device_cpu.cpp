@@ -19,6 +19,9 @@ DeviceInfo cuda_device_info(int) {
 std::string describe_devices() {
   return "built without CUDA support";
 }
+void cuda_set_device(int) {
+  fail("cuda", "this muongpt was built without CUDA support");
+}
 void cuda_axpy(float, const float*, float*, int64_t) {
   fail("cuda", "this muongpt was built without CUDA support");
 }

@@ -226,7 +226,8 @@ int cmd_bench(int argc, char** argv) {
   // One telemetry step, with only the telemetry calls (and the update recording) timed.
   double telemetry_ms = 0;
   if (cfg.telemetry.every > 0) {
-    RankTelemetry telemetry(model, cfg.telemetry.every);
+    auto view = view_cpu_model(model);
+    RankTelemetry telemetry(*view, cfg.telemetry.every);
     model.zero_grads();
     batches.next(idx.data(), tgt.data());
     auto t0 = Clock::now();
@@ -234,11 +235,11 @@ int cmd_bench(int argc, char** argv) {
     telemetry_ms += since_ms(t0);
     model.forward(idx.data(), tgt.data());
     t0 = Clock::now();
-    telemetry.add_activations(model, idx.data(), B * T);
+    telemetry.add_activations(*view, idx.data(), B * T);
     telemetry_ms += since_ms(t0);
     model.backward(1.0f);
     t0 = Clock::now();
-    telemetry.add_gradients(model);
+    telemetry.add_gradients(*view);
     telemetry_ms += since_ms(t0);
     optimizer->set_record_updates(true);
     t0 = Clock::now();
@@ -246,7 +247,7 @@ int cmd_bench(int argc, char** argv) {
     const double opt_recording = since_ms(t0);
     telemetry_ms += std::max(0.0, opt_recording - median(ph.optimizer));
     t0 = Clock::now();
-    telemetry.finish(model, step + 1, [&](size_t i) { return optimizer->last_update(i); });
+    telemetry.finish(*view, step + 1, [&](size_t i) { return optimizer->last_update(i); });
     telemetry_ms += since_ms(t0);
     optimizer->set_record_updates(false);
   }

@@ -97,7 +97,8 @@ std::string latest_checkpoint(const std::string& run_dir) {
   return all.empty() ? "" : all.back();
 }
 
-std::string save_checkpoint(const std::string& run_dir, int64_t step, const Gpt<float>& model,
+std::string save_checkpoint(const std::string& run_dir, int64_t step,
+                            const std::vector<ParamSpec>& specs, const float* params,
                             const CheckpointContents& contents, int64_t keep) {
   const fs::path dir = checkpoints_dir(run_dir);
   std::error_code ec;
@@ -110,9 +111,10 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Gpt<
   if (ec) fail(tmp.string(), "cannot create: ", ec.message());
 
   std::vector<SafetensorsTensor> weights;
-  for (size_t i = 0; i < model.specs().size(); ++i)
-    weights.push_back(
-        {model.specs()[i].name, DType::f32, model.specs()[i].shape, model.param(i).raw()});
+  for (const ParamSpec& s : specs) {
+    weights.push_back({s.name, DType::f32, s.shape, params});
+    params += s.numel();
+  }
   write_safetensors((tmp / "model.safetensors").string(), weights,
                     {{"format", "muongpt"}, {"step", std::to_string(step)}});
   fault_point("checkpoint", step);
@@ -185,11 +187,6 @@ std::vector<float> Checkpoint::weights(const ModelConfig& cfg) const {
   if (model_.names().size() != specs.size())
     fail(model_.path(), "holds ", model_.names().size(), " tensors, the model has ", specs.size());
   return flat;
-}
-
-void Checkpoint::load_weights(Gpt<float>& model) const {
-  auto flat = weights(model.config());
-  std::copy(flat.begin(), flat.end(), model.params_flat().data<float>());
 }
 
 void check_same_model(const ModelConfig& a, const ModelConfig& b, const std::string& where) {

@@ -15,7 +15,7 @@
 
 #include "core/safetensors.h"
 #include "model/config.h"
-#include "model/gpt.h"
+#include "model/params.h"
 
 namespace muongpt {
 
@@ -29,7 +29,9 @@ struct CheckpointContents {
 
 // Writes the checkpoint of `step` and then deletes all but the newest `keep` (≥ 1). Returns
 // the checkpoint directory.
-std::string save_checkpoint(const std::string& run_dir, int64_t step, const Gpt<float>& model,
+// `params`: every parameter flat [P] in `specs` order (host memory).
+std::string save_checkpoint(const std::string& run_dir, int64_t step,
+                            const std::vector<ParamSpec>& specs, const float* params,
                             const CheckpointContents& contents, int64_t keep);
 // The newest complete checkpoint directory of a run, or "" when it has none.
 std::string latest_checkpoint(const std::string& run_dir);
@@ -53,7 +55,6 @@ class Checkpoint {
   // Every parameter, flat in param_specs(cfg) order; Error naming the file and tensor when a
   // name is missing, a shape differs or the dtype is not F32.
   std::vector<float> weights(const ModelConfig& cfg) const;
-  void load_weights(Gpt<float>& model) const;
 
  private:
   std::string dir_;

@@ -115,8 +115,12 @@ RunConfig parse(toml::table& root, const std::string& file,
   {
     TomlSection s = TomlSection::of(root, file, "device");
     c.device.backend = s.get_string("backend", c.device.backend);
+    c.device.precision = s.get_string("precision", c.device.precision);
     c.device.comm_timeout = s.get_float("comm_timeout", c.device.comm_timeout);
     s.finish();
+    if (c.device.precision != "bf16" && c.device.precision != "fp32")
+      s.fail_key("precision",
+                 "expected \"bf16\" or \"fp32\", found \"" + c.device.precision + "\"");
     if (!(c.device.comm_timeout >= 0))
       s.fail_key("comm_timeout", "must be >= 0 seconds (0 = wait forever)");
     if (c.device.backend != "auto" && c.device.backend != "cpu" && c.device.backend != "cuda")

@@ -42,9 +42,10 @@ struct TelemetryConfig {  // [telemetry]
   int64_t every = 50;     // 0 = off; otherwise steps 1, 2 and every multiple
 };
 
-struct DeviceConfig {            // [device]
-  std::string backend = "auto";  // auto | cpu | cuda
-  double comm_timeout = 600;     // seconds a collective may wait for the other ranks; 0 = never
+struct DeviceConfig {              // [device]
+  std::string backend = "auto";    // auto | cpu | cuda
+  std::string precision = "bf16";  // bf16 | fp32: the GPU model's storage type (CUDA only)
+  double comm_timeout = 600;       // seconds a collective may wait for the other ranks; 0 = never
 };
 
 struct RunConfig {

@@ -82,8 +82,7 @@ std::string alt_input_activation(const std::string& param) {
   return "";
 }
 
-RankTelemetry::RankTelemetry(const Gpt<float>& model, int64_t every, Comm* comm,
-                             std::vector<int> owner)
+RankTelemetry::RankTelemetry(TrainModel& model, int64_t every, Comm* comm, std::vector<int> owner)
     : every_(every), comm_(comm), owner_(std::move(owner)) {
   if (every <= 0) return;
   const ModelConfig& c = model.config();
@@ -95,7 +94,7 @@ RankTelemetry::RankTelemetry(const Gpt<float>& model, int64_t every, Comm* comm,
   for (int64_t l = 0; l < c.n_layer; ++l)
     for (std::string_view kind : Gpt<float>::kBlockActivations)
       add("blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind), l,
-          model.activation(kind, l).size(1));
+          kind.starts_with("mlp_") && kind != "mlp_in" ? c.d_mlp() : c.d_model);
   add("final_in", "final_in", 0, c.d_model);
   token_counts_.assign(static_cast<size_t>(c.vocab_size), 0.0);
   const int64_t widest = std::max(c.d_model, c.d_mlp());
@@ -113,10 +112,10 @@ void RankTelemetry::begin() {
   seconds_ = 0;
 }
 
-void RankTelemetry::add_activations(const Gpt<float>& model, const int32_t* idx, int64_t n_tokens) {
+void RankTelemetry::add_activations(TrainModel& model, const int32_t* idx, int64_t n_tokens) {
   const auto t0 = Clock::now();
   for (Act& a : acts_) {
-    Tensor x = model.activation(a.kind, a.layer);  // [N, width]
+    Tensor x = model.activation_host(a.kind, a.layer);  // [N, width]
     const int64_t w = a.width;
     gram(x.size(0), w, 1.0f, x.data<float>(), w, 0.0f, gram_scratch_.data(), w);
     for (int64_t i = 0; i < w * w; ++i) a.gram[i] += double(gram_scratch_[i]);
@@ -125,12 +124,14 @@ void RankTelemetry::add_activations(const Gpt<float>& model, const int32_t* idx,
   seconds_ += seconds_since(t0);
 }
 
-void RankTelemetry::add_gradients(const Gpt<float>& model) {
+void RankTelemetry::add_gradients(TrainModel& model) {
   const auto t0 = Clock::now();
-  for (size_t i = 0; i < model.specs().size(); ++i) {
+  const float* grads = model.grads_host();  // [P], parameters in specs() order
+  int64_t offset = 0;
+  for (size_t i = 0; i < model.specs().size(); offset += model.specs()[i].numel(), ++i) {
     const ParamSpec& s = model.specs()[i];
     if (s.shape.size() != 2 || !mine(i)) continue;
-    MatrixRanks r = matrix_ranks(model.grad(i).data<float>(), s.shape[0], s.shape[1]);
+    MatrixRanks r = matrix_ranks(grads + offset, s.shape[0], s.shape[1]);
     weights_[s.name] = {{"input", input_activation(s.name)},
                         {"grad_nr", num(r.nuclear_rank())},
                         {"grad_st", num(r.stable_rank())}};
@@ -139,7 +140,7 @@ void RankTelemetry::add_gradients(const Gpt<float>& model) {
 }
 
 nlohmann::json RankTelemetry::finish(
-    const Gpt<float>& model, int64_t step,
+    TrainModel& model, int64_t step,
     const std::function<std::span<const float>(size_t)>& update_of) {
   const auto t0 = Clock::now();
   const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->world() : 1;
@@ -156,12 +157,14 @@ nlohmann::json RankTelemetry::finish(
     if (int(k % size_t(world)) == rank)
       act[acts_[k].key] = {{"st", num(gram_stable_rank(acts_[k].gram, acts_[k].width))}};
 
-  for (size_t i = 0; i < model.specs().size(); ++i) {
+  const float* params = weights_.empty() ? nullptr : model.params_host();  // [P]
+  int64_t offset = 0;
+  for (size_t i = 0; i < model.specs().size(); offset += model.specs()[i].numel(), ++i) {
     const ParamSpec& s = model.specs()[i];
     if (s.shape.size() != 2 || !weights_.contains(s.name)) continue;
     std::span<const float> delta = update_of(i);
     if (delta.size() != size_t(s.numel())) continue;
-    const float* after = model.param(i).data<float>();
+    const float* after = params + offset;
     double before2 = 0;  // ‖W_before‖² with W_before = W_after − ΔW
     for (size_t j = 0; j < delta.size(); ++j) {
       const double b = double(after[j]) - double(delta[j]);

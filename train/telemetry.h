@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gpt.h"
+#include "train/train_model.h"
 
 namespace muongpt {
 
@@ -52,16 +52,16 @@ class RankTelemetry {
   // rank owner[i] only (its Muon owner, say), activation k's by rank k mod world; the pieces are
   // gathered so that every rank returns the same record. The gradients must then be the averaged
   // ones on every rank (Optimizer::reduce_gradients(true)).
-  RankTelemetry(const Gpt<float>& model, int64_t every, Comm* comm = nullptr,
+  RankTelemetry(TrainModel& model, int64_t every, Comm* comm = nullptr,
                 std::vector<int> owner = {});
 
   bool due(int64_t step) const { return every_ > 0 && (step <= 2 || step % every_ == 0); }
   void begin();
-  void add_activations(const Gpt<float>& model, const int32_t* idx, int64_t n_tokens);
-  void add_gradients(const Gpt<float>& model);
+  void add_activations(TrainModel& model, const int32_t* idx, int64_t n_tokens);
+  void add_gradients(TrainModel& model);
   // update_of(i) is ΔW = W_after − W_before of parameter i in the step just taken (empty when
   // not recorded); the parameters already hold W_after.
-  nlohmann::json finish(const Gpt<float>& model, int64_t step,
+  nlohmann::json finish(TrainModel& model, int64_t step,
                         const std::function<std::span<const float>(size_t)>& update_of);
 
  private:

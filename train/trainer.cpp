@@ -16,7 +16,6 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "data/loader.h"
-#include "model/gpt.h"
 #include "optim/optimizer.h"
 #include "optim/routing.h"
 #include "optim/schedule.h"
@@ -24,6 +23,7 @@
 #include "train/fault.h"
 #include "train/run_log.h"
 #include "train/telemetry.h"
+#include "train/train_model.h"
 
 namespace muongpt {
 
@@ -56,26 +56,6 @@ void write_file(const fs::path& p, const std::string& text) {
   if (!out) fail(p.string(), "cannot write");
 }
 
-// Name of the first parameter whose gradient (or value) holds a NaN or Inf, or "".
-std::string first_nonfinite(const Gpt<float>& model, bool grads) {
-  for (size_t i = 0; i < model.specs().size(); ++i) {
-    const Tensor t = grads ? model.grad(i) : model.param(i);
-    const float* p = t.data<float>();
-    for (int64_t j = 0; j < t.numel(); ++j)
-      if (!std::isfinite(p[j])) return model.specs()[i].name;
-  }
-  return "";
-}
-
-// Scales the gradients down to norm `clip` when their global norm exceeds it (clip > 0).
-void clip_gradients(Gpt<float>& model, double norm, double clip) {
-  if (clip > 0 && norm > clip) {
-    float* g = model.grads_flat().data<float>();
-    const float s = float(clip / norm);
-    for (int64_t i = 0; i < model.grads_flat().numel(); ++i) g[i] *= s;
-  }
-}
-
 // Which rank computes each weight's telemetry spectra: a Muon matrix's owner, else round robin.
 std::vector<int> telemetry_owners(const std::vector<Route>& routes, int world) {
   std::vector<int> owner = muon_owner_ranks(routes, world);
@@ -101,16 +81,18 @@ struct StepResult {
 // One training run: everything the loop needs, built from the config (and a checkpoint).
 class Run {
  public:
-  Run(const RunConfig& cfg, const std::string& resume_dir, Comm& comm)
+  Run(const RunConfig& cfg, const std::string& resume_dir, Comm& comm, int local_rank)
       : cfg_(cfg),
         comm_(comm),
         dir_(cfg.run_dir()),
         B_(cfg.data.batch_size),
         T_(cfg.seq()),
         accum_(cfg.data.grad_accum),
-        model_(cfg.model, B_, T_),
+        model_(make_train_model(cfg.model, B_, T_, cfg.device.backend, cfg.device.precision,
+                                local_rank, cfg.file)),
         routes_(init_routes()),
-        optimizer_(Optimizer::create(routes_, param_slots(model_), cfg.optim, &comm)),
+        optimizer_(Optimizer::create(routes_, model_->param_slots(), cfg.optim,
+                                     comm.world() > 1 ? &comm : nullptr)),
         loader_({.pattern = cfg.data.train,
                  .batch = B_,
                  .seq = T_,
@@ -118,17 +100,17 @@ class Run {
                  .world = comm.world(),
                  .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
                  .seed = static_cast<uint64_t>(cfg.run.seed)}),
-        telemetry_(model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world())),
+        telemetry_(*model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world())),
         windows_(B_ * (T_ + 1)),
         idx_(B_ * T_),
         tgt_(B_ * T_) {
     if (!cfg.data.val.empty())
       val_.emplace(cfg.data.val, cfg.data.val_tokens, B_, T_, comm.rank(), comm.world());
-    model_.init_params(static_cast<uint64_t>(cfg.run.seed));
+    model_->init_params(static_cast<uint64_t>(cfg.run.seed));
     if (resume_dir.empty()) return;
     Checkpoint ck(resume_dir);
     check_same_model(ck.model_config(), cfg.model, resume_dir);
-    ck.load_weights(model_);
+    model_->set_params(ck.weights(cfg.model));
     optimizer_->load_state(ck.optimizer(), ck.state().value("optimizer", nlohmann::json()),
                            resume_dir);
     loader_.restore(LoaderPosition::from_json(ck.state().at("loader"), resume_dir));
@@ -142,11 +124,12 @@ class Run {
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::string describe() const {
     return fmt(
-        "model: %lld parameters, arena %.1f MiB; batch %lld x %lld tokens x %lld "
+        "model: %lld parameters on %s, %s; batch %lld x %lld tokens x %lld "
         "micro-steps x %d ranks = %lld tokens/step; %zu train shards, %lld tokens",
-        (long long)param_count(model_.specs()), model_.arena_bytes() / 1048576.0, (long long)B_,
-        (long long)T_, (long long)accum_, comm_.world(), (long long)tokens_per_step(),
-        loader_.files().size(), (long long)loader_.total_tokens());
+        (long long)param_count(model_->specs()), model_->device().c_str(),
+        model_->describe_memory().c_str(), (long long)B_, (long long)T_, (long long)accum_,
+        comm_.world(), (long long)tokens_per_step(), loader_.files().size(),
+        (long long)loader_.total_tokens());
   }
 
   // Forward/backward over the micro-batches, the gradient average over the ranks, checks,
@@ -158,13 +141,13 @@ class Run {
     r.measured = telemetry_.due(step);
     if (r.measured) telemetry_.begin();
     optimizer_->set_record_updates(r.measured);
-    model_.zero_grads();
+    model_->zero_grads();
     for (int64_t micro = 0; micro < accum_; ++micro) {
       loader_.next(windows_.data());
       split_windows(windows_.data(), B_, T_, idx_.data(), tgt_.data());
-      r.loss += model_.forward(idx_.data(), tgt_.data()) / double(accum_);
-      if (r.measured) telemetry_.add_activations(model_, idx_.data(), B_ * T_);
-      model_.backward(1.0f / float(accum_));
+      r.loss += model_->forward(idx_.data(), tgt_.data()) / double(accum_);
+      if (r.measured) telemetry_.add_activations(*model_, idx_.data(), B_ * T_);
+      model_->backward(1.0f / float(accum_));
     }
     r.loss = comm_.sum(r.loss) / comm_.world();
     if (!std::isfinite(r.loss))
@@ -172,20 +155,21 @@ class Run {
            kStopped);
     r.grad_norm = optimizer_->reduce_gradients(r.measured);
     if (!std::isfinite(r.grad_norm)) {
-      const std::string bad = first_nonfinite(model_, true);
+      const std::string bad = model_->first_nonfinite(true);
       fail(dir_, "step ", step, ": non-finite gradient", bad.empty() ? "" : " in " + bad, kStopped);
     }
-    if (r.measured) telemetry_.add_gradients(model_);
-    clip_gradients(model_, r.grad_norm, cfg_.train.clip);
+    if (r.measured) telemetry_.add_gradients(*model_);
+    if (cfg_.train.clip > 0 && r.grad_norm > cfg_.train.clip)
+      model_->scale_grads(float(cfg_.train.clip / r.grad_norm));
     r.lr_scale = lr_multiplier(cfg_.schedule, step - 1, cfg_.train.steps);
     optimizer_->step(step - 1, r.lr_scale);
-    if (std::string bad = first_nonfinite(model_, false); !bad.empty())
+    if (std::string bad = model_->first_nonfinite(false); !bad.empty())
       fail(dir_, "step ", step, ": the update made ", bad, " non-finite", kStopped);
     fault_point("step", step);
     tokens_ += tokens_per_step();
     if (r.measured) {
       auto rec =
-          telemetry_.finish(model_, step, [&](size_t i) { return optimizer_->last_update(i); });
+          telemetry_.finish(*model_, step, [&](size_t i) { return optimizer_->last_update(i); });
       r.telemetry_s = rec["seconds"].get<double>();
       if (ranks) ranks->write(rec);
     }
@@ -200,7 +184,7 @@ class Run {
     for (int64_t i = 0; i < val_->num_batches(); ++i) {
       val_->batch(i, windows_.data());
       split_windows(windows_.data(), B_, T_, idx_.data(), tgt_.data());
-      total += model_.forward(idx_.data(), tgt_.data());
+      total += model_->forward(idx_.data(), tgt_.data());
     }
     return comm_.sum(total) / double(val_->num_batches() * comm_.world());
   }
@@ -214,7 +198,7 @@ class Run {
                           {"grad_norm", r.grad_norm},
                           {"tokens_per_s", double(tokens_per_step()) / r.seconds},
                           {"step_ms", r.seconds * 1e3},
-                          {"mem_bytes", model_.arena_bytes()}};
+                          {"mem_bytes", model_->memory_bytes()}};
     if (std::isfinite(val_loss)) rec["val_loss"] = val_loss;
     if (r.measured) rec["telemetry_s"] = r.telemetry_s;
     return rec;
@@ -228,21 +212,21 @@ class Run {
                             {"loader", loader_.position().to_json()},
                             {"optimizer", optimizer_->state_json()},
                             {"seed", cfg_.run.seed}};
-    return save_checkpoint(dir_, step_, model_,
+    return save_checkpoint(dir_, step_, model_->specs(), model_->params_host(),
                            {std::move(optimizer_state), std::move(state), cfg_.to_toml()},
                            cfg_.train.keep_checkpoints);
   }
 
  private:
   std::vector<Route> init_routes() {
-    return resolve_routing(model_.specs(), cfg_.optim, cfg_.file, &warnings_);
+    return resolve_routing(model_->specs(), cfg_.optim, cfg_.file, &warnings_);
   }
 
   const RunConfig& cfg_;
   Comm& comm_;
   std::string dir_;
   int64_t B_, T_, accum_;
-  Gpt<float> model_;
+  std::unique_ptr<TrainModel> model_;
   std::vector<std::string> warnings_;
   std::vector<Route> routes_;
   std::unique_ptr<Optimizer> optimizer_;
@@ -280,13 +264,15 @@ std::unique_ptr<Comm> make_comm(const RankInfo& info, const RunConfig& cfg) {
 }  // namespace
 
 TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
-  if (cfg.device.backend == "cuda")
-    fail(cfg.file,
-         "[device] backend = \"cuda\": the CUDA training backend is not built yet; "
-         "use \"cpu\" or \"auto\"");
   const RankInfo info = discover_ranks(options.ranks);
+  const std::string backend = resolve_backend(cfg.device.backend);
+  if (backend == "cuda" && info.world > 1)
+    fail(cfg.file, "[device] backend = \"cuda\" with ", info.world,
+         " ranks: multi-GPU training is not built yet (the CUDA optimizer takes no "
+         "communicator yet); train on one GPU, or on the CPU under mpirun");
   share_cpu_threads(info.local_world);
-  std::printf("muongpt: %s, device cpu (%d threads)\n", info.describe().c_str(), cpu_threads());
+  std::printf("muongpt: %s, backend %s (%d CPU threads)\n", info.describe().c_str(),
+              backend.c_str(), cpu_threads());
   std::fflush(stdout);
   std::unique_ptr<Comm> comm = make_comm(info, cfg);
   fault_rank() = comm->rank();
@@ -298,7 +284,7 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
     fs::create_directories(dir, ec);
     if (ec) fail(dir, "cannot create the run directory: ", ec.message());
   }
-  Run run(cfg, resume, *comm);
+  Run run(cfg, resume, *comm, info.local_rank);
   const auto abandoned =
       lead ? set_aside_checkpoints_after(dir, run.step()) : std::vector<std::string>{};
 

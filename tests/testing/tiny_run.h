@@ -1,9 +1,10 @@
 // A tiny end-to-end training setup for the trainer tests (one process or under mpirun): shards of
 // a corpus with structure to learn (noisy counting modulo 96) and a 2-layer config that trains
-// 6 steps in about a second, in a fresh directory named after the running test.
+// 6 steps in about a second, in a fresh directory named after the running test and process.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -23,7 +24,8 @@ class TinyRunTest : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() /
            ("muongpt_" +
             std::string(::testing::UnitTest::GetInstance()->current_test_suite()->name()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+            ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+            std::to_string(::getpid()));  // two test runs at once do not share it
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     Rng rng(1);

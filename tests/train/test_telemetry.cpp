@@ -67,7 +67,8 @@ TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
   const int64_t B = 2, T = 16, N = B * T;
   Gpt<float> model(cfg, B, T);
   testing::randomize_params(model, 5);
-  RankTelemetry tel(model, 1);
+  auto view = view_cpu_model(model);
+  RankTelemetry tel(*view, 1);
   ASSERT_TRUE(tel.due(1) && tel.due(2) && tel.due(7));
   Rng rng(2);
   tel.begin();
@@ -80,7 +81,7 @@ TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
     for (auto& t : idx) t = int32_t(rng.below(micro == 0 ? 5 : cfg.vocab_size));  // skewed
     for (auto& t : tgt) t = int32_t(rng.below(cfg.vocab_size));
     model.forward(idx.data(), tgt.data());
-    tel.add_activations(model, idx.data(), N);
+    tel.add_activations(*view, idx.data(), N);
     for (auto [name, rows] :
          {std::pair{"attn_in", &attn_in_rows}, std::pair{"mlp_act", &mlp_act_rows}}) {
       Tensor a = model.activation(name, 1);
@@ -90,7 +91,7 @@ TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
     all_idx.insert(all_idx.end(), idx.begin(), idx.end());
     model.backward(0.5f);
   }
-  tel.add_gradients(model);
+  tel.add_gradients(*view);
   // A stand-in optimizer step: W ← W − 0.1·G, and the update it applied.
   float* w = model.params_flat().data<float>();
   const float* g = model.grads_flat().data<float>();
@@ -98,7 +99,7 @@ TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
   for (int64_t i = 0; i < model.params_flat().numel(); ++i) w[i] -= 0.1f * g[i];
   std::vector<float> delta(before.size());
   for (size_t i = 0; i < delta.size(); ++i) delta[i] = w[i] - before[i];
-  nlohmann::json rec = tel.finish(model, 1, [&](size_t i) {
+  nlohmann::json rec = tel.finish(*view, 1, [&](size_t i) {
     const int64_t off = model.param(i).data<float>() - model.params_flat().data<float>();
     return std::span<const float>(delta.data() + off, size_t(model.specs()[i].numel()));
   });
@@ -146,9 +147,10 @@ TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
 
 TEST(Telemetry, OffWhenEveryIsZero) {
   Gpt<float> model(testing::tiny_config(), 1, 4);
-  RankTelemetry tel(model, 0);
+  auto view = view_cpu_model(model);
+  RankTelemetry tel(*view, 0);
   EXPECT_FALSE(tel.due(1));
-  RankTelemetry on(model, 50);
+  RankTelemetry on(*view, 50);
   EXPECT_TRUE(on.due(1));
   EXPECT_TRUE(on.due(2));
   EXPECT_FALSE(on.due(3));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/rng.h"
 #include "data/data_testing.h"
 #include "data/shard.h"
@@ -167,6 +168,18 @@ TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
   for (float w : ck.weights(ck.model_config())) ASSERT_TRUE(std::isfinite(w)) << last;
 }
 
+TEST_F(TrainerTest, TheCudaBackendWithoutAGpuIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible: tests/cuda trains on it";
+  Result r = run(train("cuda", "--set device.backend=cuda"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  const std::string want = "muongpt: error: " + config_ + ": [device] backend = \"cuda\"";
+  const bool no_gpu = r.out.find(want + " but no GPU is visible (") != std::string::npos;
+  const bool no_cuda =
+      r.out.find(want + ": this muongpt was built without CUDA support") != std::string::npos;
+  EXPECT_TRUE(built_with_cuda() ? no_gpu : no_cuda) << r.out;
+  EXPECT_FALSE(fs::exists(run_dir("cuda") / "checkpoints")) << r.out;
+}
+
 TEST_F(TrainerTest, SampleDecodesFromACheckpoint) {
   MG_REQUIRE_VOCAB();  // skips without gpt2.tiktoken, fails in CI (MUONGPT_REQUIRE_VOCAB)
   const std::string vocab = testing::vocab_path();
@@ -212,6 +225,10 @@ TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
             "[data] mode: expected \"contiguous\" or \"bos-aligned\", found \"random\"");
   EXPECT_EQ(error_of("[device]\nbackend = \"tpu\"\n"),
             "[device] backend: expected \"auto\", \"cpu\" or \"cuda\", found \"tpu\"");
+  EXPECT_EQ(error_of("[device]\nprecision = \"fp16\"\n"),
+            "[device] precision: expected \"bf16\" or \"fp32\", found \"fp16\"");
+  EXPECT_EQ(error_of("[device]\ncomm_timeout = -1\n"),
+            "[device] comm_timeout: must be >= 0 seconds (0 = wait forever)");
   EXPECT_EQ(error_of("", {"train.steps=-4"}), "[train] steps: must be positive");
   EXPECT_EQ(error_of("", {"trainsteps"}), "expected section.key=value");
   EXPECT_EQ(error_of("", {"run.name=a/b"}), "[run] name: 'a/b' is not a directory name");
