@@ -23,7 +23,6 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "data/loader.h"
-#include "model/gpt.h"
 #include "model/params.h"
 #include "optim/dualizer.h"
 #include "optim/optimizer.h"
@@ -32,6 +31,7 @@
 #include "tools/commands.h"
 #include "train/config.h"
 #include "train/telemetry.h"
+#include "train/train_model.h"
 
 namespace muongpt {
 namespace {
@@ -174,12 +174,14 @@ int cmd_bench(int argc, char** argv) {
   const bool json_only = json_path == "-";
 
   const int64_t B = cfg.data.batch_size, T = cfg.seq(), accum = cfg.data.grad_accum;
-  Gpt<float> model(cfg.model, B, T);
+  const auto model =
+      make_train_model(cfg.model, B, T, cfg.device.backend, cfg.device.precision, 0, cfg.file);
+  const bool on_cpu = model->device() == "cpu";
   std::vector<std::string> warnings;
-  const auto routes = resolve_routing(model.specs(), cfg.optim, cfg.file, &warnings);
-  auto optimizer = Optimizer::create(routes, param_slots(model), cfg.optim);
+  const auto routes = resolve_routing(model->specs(), cfg.optim, cfg.file, &warnings);
+  auto optimizer = Optimizer::create(routes, model->param_slots(), cfg.optim);
   Batches batches(cfg, args.count("random-data") > 0, B, T);
-  model.init_params(static_cast<uint64_t>(cfg.run.seed));
+  model->init_params(static_cast<uint64_t>(cfg.run.seed));
   std::vector<int32_t> idx(B * T), tgt(B * T);
 
   // One trainer step (without telemetry, checkpoints or evaluation), timed by phase.
@@ -188,22 +190,24 @@ int cmd_bench(int argc, char** argv) {
   auto train_step = [&](Phases* ph) {
     const auto t_step = Clock::now();
     double data = 0, fwd = 0, bwd = 0;
-    model.zero_grads();
+    model->zero_grads();
     double loss = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       auto t0 = Clock::now();
       batches.next(idx.data(), tgt.data());
       data += since_ms(t0);
       t0 = Clock::now();
-      loss += model.forward(idx.data(), tgt.data()) / double(accum);
+      loss += model->forward(idx.data(), tgt.data()) / double(accum);  // waits for the GPU
       fwd += since_ms(t0);
       t0 = Clock::now();
-      model.backward(1.0f / float(accum));
+      model->backward(1.0f / float(accum));
+      model->synchronize();
       bwd += since_ms(t0);
     }
-    (void)model.grad_norm();  // the trainer computes it every step
+    (void)optimizer->reduce_gradients(false);  // the gradient norm, as the trainer does
     const auto t_opt = Clock::now();
     optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
+    model->synchronize();
     const double opt = since_ms(t_opt);
     ++step;
     last_loss = loss;
@@ -226,36 +230,38 @@ int cmd_bench(int argc, char** argv) {
   // One telemetry step, with only the telemetry calls (and the update recording) timed.
   double telemetry_ms = 0;
   if (cfg.telemetry.every > 0) {
-    auto view = view_cpu_model(model);
-    RankTelemetry telemetry(*view, cfg.telemetry.every);
-    model.zero_grads();
+    RankTelemetry telemetry(*model, cfg.telemetry.every);
+    model->zero_grads();
     batches.next(idx.data(), tgt.data());
     auto t0 = Clock::now();
     telemetry.begin();
     telemetry_ms += since_ms(t0);
-    model.forward(idx.data(), tgt.data());
+    model->forward(idx.data(), tgt.data());
     t0 = Clock::now();
-    telemetry.add_activations(*view, idx.data(), B * T);
+    telemetry.add_activations(*model, idx.data(), B * T);
     telemetry_ms += since_ms(t0);
-    model.backward(1.0f);
+    model->backward(1.0f);
+    model->synchronize();
     t0 = Clock::now();
-    telemetry.add_gradients(*view);
+    telemetry.add_gradients(*model);
     telemetry_ms += since_ms(t0);
     optimizer->set_record_updates(true);
     t0 = Clock::now();
     optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
+    model->synchronize();
     const double opt_recording = since_ms(t0);
     telemetry_ms += std::max(0.0, opt_recording - median(ph.optimizer));
     t0 = Clock::now();
-    telemetry.finish(*view, step + 1, [&](size_t i) { return optimizer->last_update(i); });
+    telemetry.finish(*model, step + 1, [&](size_t i) { return optimizer->last_update(i); });
     telemetry_ms += since_ms(t0);
     optimizer->set_record_updates(false);
   }
-  const double ns_ms = dualize_ms(routes, cfg.optim, 3);
+  // Newton–Schulz timed apart with the CPU dualizers: meaningless for a GPU run (NaN → null).
+  const double ns_ms = on_cpu ? dualize_ms(routes, cfg.optim, 3) : NAN;
 
   // FLOPs per token: 6·N (N = every parameter but the embedding, the head counted with its
   // vocab_size used rows) + 6·L·T·d (causal attention: QKᵀ and PV, forward and backward).
-  const auto& specs = model.specs();
+  const auto& specs = model->specs();
   const int64_t d = cfg.model.d_model, L = cfg.model.n_layer;
   const int64_t n_total = param_count(specs);
   const int64_t n_flop =
@@ -274,6 +280,8 @@ int cmd_bench(int argc, char** argv) {
   nlohmann::json j = {
       {"tool", "muongpt"},
       {"config", cfg.file},
+      {"device", model->device()},
+      {"model_mib", double(model->memory_bytes()) / 1048576.0},
       {"data", batches.random() ? "random" : "shards"},
       {"threads", cpu_threads()},
       {"gemm", gemm_uses_cblas() ? "cblas" : "loops"},
@@ -305,8 +313,9 @@ int cmd_bench(int argc, char** argv) {
   if (peak > 0) j["mfu"] = gflops / peak;
 
   if (!json_only) {
-    std::printf("bench: %s (%s data), %d threads, GEMM %s\n", cfg.file.c_str(),
-                batches.random() ? "random" : "shard", cpu_threads(),
+    std::printf("bench: %s (%s data) on %s (%s), %d CPU threads, CPU GEMM %s\n", cfg.file.c_str(),
+                batches.random() ? "random" : "shard", model->device().c_str(),
+                model->describe_memory().c_str(), cpu_threads(),
                 gemm_uses_cblas() ? "CBLAS" : "loops");
     std::printf(
         "  batch %lld x %lld x %lld micro-steps = %lld tokens/step; %lld warm-up + %lld "
@@ -318,8 +327,11 @@ int cmd_bench(int argc, char** argv) {
     std::printf("    data       %10.2f ms\n", median(ph.data));
     std::printf("    forward    %10.2f ms\n", median(ph.forward));
     std::printf("    backward   %10.2f ms\n", median(ph.backward));
-    std::printf("    optimizer  %10.2f ms  (Newton-Schulz, timed apart: %.2f ms)\n",
-                median(ph.optimizer), ns_ms);
+    if (on_cpu)
+      std::printf("    optimizer  %10.2f ms  (Newton-Schulz, timed apart: %.2f ms)\n",
+                  median(ph.optimizer), ns_ms);
+    else
+      std::printf("    optimizer  %10.2f ms\n", median(ph.optimizer));
     std::printf("    other      %10.2f ms  (gradient norm, zeroing)\n",
                 j["other_ms"].get<double>());
     if (cfg.telemetry.every > 0)

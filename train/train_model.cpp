@@ -54,6 +54,7 @@ class CpuTrainModel final : public TrainModel {
   }
   void backward(float loss_scale) override { model_.backward(loss_scale); }
   void zero_grads() override { model_.zero_grads(); }
+  void synchronize() override {}
   void scale_grads(float factor) override {
     float* g = model_.grads_flat().data<float>();
     for (int64_t i = 0; i < model_.grads_flat().numel(); ++i) g[i] *= factor;
@@ -99,6 +100,7 @@ class CudaTrainModel final : public TrainModel {
   }
   void backward(float loss_scale) override { model_.backward(loss_scale); }
   void zero_grads() override { model_.zero_grads(); }
+  void synchronize() override { stream_sync(model_.stream()); }
   void scale_grads(float factor) override {
     scale_f32(model_.grads_flat().data<float>(), factor, model_.grads_flat().numel(),
               model_.stream());

@@ -37,6 +37,7 @@ class TrainModel {
   virtual double forward(const int32_t* idx, const int32_t* targets) = 0;
   virtual void backward(float loss_scale) = 0;
   virtual void zero_grads() = 0;
+  virtual void synchronize() = 0;  // waits for queued GPU work (timing); nothing on the CPU
   virtual void scale_grads(float factor) = 0;  // clipping
   // Name of the first parameter whose gradient (or value) is NaN/Inf, or "".
   virtual std::string first_nonfinite(bool grads) = 0;
