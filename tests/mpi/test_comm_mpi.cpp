@@ -12,6 +12,7 @@
 #include "core/comm.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "optim/optim_testing.h"
 #include "optim/optimizer.h"
 #include "optim/routing.h"
 #include "optim/shard_plan.h"
@@ -88,28 +89,20 @@ TEST(MpiComm, GathersStringsOfDifferentLengths) {
 
 // Parameters of several shapes (so Muon matrices spread over the ranks), random gradients that
 // differ by rank, and the mean of every rank's gradients for the one-process reference.
-struct Toy {
-  std::vector<ParamSpec> specs = {{"embed.weight", {24, 8}},    {"blocks.0.attn.wq", {8, 8}},
-                                  {"blocks.0.attn.wk", {8, 8}}, {"blocks.0.attn.wv", {8, 8}},
-                                  {"blocks.0.attn.wo", {8, 8}}, {"blocks.0.mlp.w1", {12, 8}},
-                                  {"blocks.0.mlp.w2", {8, 12}}, {"blocks.0.attn_norm.weight", {8}},
-                                  {"blocks.1.attn.wq", {8, 8}}, {"blocks.1.mlp.w1", {12, 8}},
-                                  {"head.weight", {24, 8}}};
-  std::vector<std::vector<float>> values, grads;
-  Toy() {
-    Rng rng(11);
-    for (const auto& s : specs) {
-      values.emplace_back(size_t(s.numel()));
-      grads.emplace_back(size_t(s.numel()));
-      for (float& v : values.back()) v = float(0.1 * rng.normal());
-    }
-  }
-  std::vector<ParamSlot> slots() {
-    std::vector<ParamSlot> out;
-    for (size_t i = 0; i < specs.size(); ++i)
-      out.push_back({specs[i].name, specs[i].shape, values[i].data(), grads[i].data()});
-    return out;
-  }
+struct Toy : testing::ToyParams {
+  Toy()
+      : ToyParams({{"embed.weight", {24, 8}},
+                   {"blocks.0.attn.wq", {8, 8}},
+                   {"blocks.0.attn.wk", {8, 8}},
+                   {"blocks.0.attn.wv", {8, 8}},
+                   {"blocks.0.attn.wo", {8, 8}},
+                   {"blocks.0.mlp.w1", {12, 8}},
+                   {"blocks.0.mlp.w2", {8, 12}},
+                   {"blocks.0.attn_norm.weight", {8}},
+                   {"blocks.1.attn.wq", {8, 8}},
+                   {"blocks.1.mlp.w1", {12, 8}},
+                   {"head.weight", {24, 8}}},
+                  11) {}
   // Rank `rank`'s gradient at `step`, or (rank = −1) the mean over `world` ranks.
   void fill_grads(int step, int rank, int world) {
     for (size_t i = 0; i < grads.size(); ++i) {

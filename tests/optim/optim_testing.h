@@ -12,6 +12,7 @@
 #include "core/toml_reader.h"
 #include "optim/config.h"
 #include "optim/dualizer.h"
+#include "optim/optimizer.h"
 
 namespace muongpt::testing {
 
@@ -91,5 +92,26 @@ inline std::vector<float> dualized(const std::string& name, const std::vector<fl
 inline OptimConfig optim_from_text(const std::string& text) {
   return optim_config_from_toml(parse_toml_string(text, "test.toml"), "test.toml");
 }
+
+// Parameters of the given shapes with N(0, 0.1²) values (from `seed`) and zero gradients, as
+// optimizer slots: the optimizer tests' stand-in for a model.
+struct ToyParams {
+  std::vector<ParamSpec> specs;
+  std::vector<std::vector<float>> values, grads;
+  ToyParams(std::vector<ParamSpec> specs_in, uint64_t seed) : specs(std::move(specs_in)) {
+    Rng rng(seed);
+    for (const auto& s : specs) {
+      values.emplace_back(size_t(s.numel()));
+      grads.emplace_back(size_t(s.numel()));
+      for (float& v : values.back()) v = float(0.1 * rng.normal());
+    }
+  }
+  std::vector<ParamSlot> slots() {
+    std::vector<ParamSlot> out;
+    for (size_t i = 0; i < specs.size(); ++i)
+      out.push_back({specs[i].name, specs[i].shape, values[i].data(), grads[i].data()});
+    return out;
+  }
+};
 
 }  // namespace muongpt::testing

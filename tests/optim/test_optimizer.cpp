@@ -136,27 +136,14 @@ TEST(OptimizerParity, TorchAdamWAndReferenceMuonOverFiveSteps) {
 }
 
 // A small set of parameters with random gradients, for the state and telemetry tests.
-struct Toy {
-  std::vector<ParamSpec> specs = {{"embed.weight", {16, 8}},
-                                  {"blocks.0.attn.wq", {8, 8}},
-                                  {"blocks.0.mlp.w1", {12, 8}},
-                                  {"blocks.0.attn_norm.weight", {8}},
-                                  {"head.weight", {16, 8}}};
-  std::vector<std::vector<float>> values, grads;
-  explicit Toy(uint64_t seed) {
-    Rng rng(seed);
-    for (const auto& s : specs) {
-      values.emplace_back(size_t(s.numel()));
-      grads.emplace_back(size_t(s.numel()));
-      for (float& v : values.back()) v = float(0.1 * rng.normal());
-    }
-  }
-  std::vector<ParamSlot> slots() {
-    std::vector<ParamSlot> out;
-    for (size_t i = 0; i < specs.size(); ++i)
-      out.push_back({specs[i].name, specs[i].shape, values[i].data(), grads[i].data()});
-    return out;
-  }
+struct Toy : testing::ToyParams {
+  explicit Toy(uint64_t seed)
+      : ToyParams({{"embed.weight", {16, 8}},
+                   {"blocks.0.attn.wq", {8, 8}},
+                   {"blocks.0.mlp.w1", {12, 8}},
+                   {"blocks.0.attn_norm.weight", {8}},
+                   {"head.weight", {16, 8}}},
+                  seed) {}
   void fill_grads(uint64_t seed) {
     Rng rng(seed);
     for (auto& g : grads)
