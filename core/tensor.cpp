@@ -9,8 +9,8 @@ std::string_view device_name(Device d) {
 }
 
 bool dtype_from_name(std::string_view name, DType* out) {
-  for (DType t : {DType::f64, DType::f32, DType::bf16, DType::i64, DType::i32, DType::u16,
-                  DType::u8}) {
+  for (DType t :
+       {DType::f64, DType::f32, DType::bf16, DType::i64, DType::i32, DType::u16, DType::u8}) {
     if (dtype_name(t) == name) {
       *out = t;
       return true;
