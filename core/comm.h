@@ -82,9 +82,6 @@ class Comm {
   // already queued on it); without one they synchronise the device first. Host ones ignore it.
   virtual void set_stream(CudaStream) {}
 
-  // Seconds a collective may wait before the watchdog ends the process (0 = never).
-  double timeout_seconds() const { return timeout_s_; }
-
  protected:
   Comm(int rank, int world, double timeout_s);
   // Starts the watchdog thread (multi-rank implementations call it once they are connected).

@@ -18,7 +18,7 @@ ShardPlan make_shard_plan(const std::vector<Route>& routes, int world) {
   ShardPlan plan;
   plan.world = world;
   plan.by_rank.resize(size_t(world));
-  plan.muon_owner = muon_owner_ranks(routes, world);
+  const std::vector<int> muon_owner = muon_owner_ranks(routes, world);
   std::vector<int64_t> used(size_t(world), 0);
   auto add = [&](int rank, size_t param, int64_t begin, int64_t end) {
     if (end <= begin) return;
@@ -28,8 +28,8 @@ ShardPlan make_shard_plan(const std::vector<Route>& routes, int world) {
   for (size_t i = 0; i < routes.size(); ++i) {
     int64_t n = 1;
     for (int64_t s : routes[i].shape) n *= s;
-    if (plan.muon_owner[i] >= 0) {
-      add(plan.muon_owner[i], i, 0, n);
+    if (muon_owner[i] >= 0) {
+      add(muon_owner[i], i, 0, n);
     } else {
       for (int r = 0; r < world; ++r) add(r, i, n * r / world, n * (r + 1) / world);
     }

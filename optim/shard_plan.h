@@ -27,7 +27,6 @@ struct ShardSegment {
 struct ShardPlan {
   int world = 1;
   std::vector<std::vector<ShardSegment>> by_rank;  // [world] segments, parameter order
-  std::vector<int> muon_owner;                     // per parameter: owner rank, −1 for AdamW
   int64_t count = 0;  // elements per rank block (the largest rank's total)
 
   // This parameter's segment on `rank`, or an empty one ([0, 0)) when it has none.
