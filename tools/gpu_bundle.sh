@@ -2,12 +2,12 @@
 # Packs what the GPU machine (the `device` tool; no package registry there) needs to run the GPU
 # tests: the muongpt binary and test_cuda, built here for sm_90a without MPI, and the shared
 # libraries they use that are neither glibc nor CUDA's (the machine has CUDA 13's libraries, in
-# the toolkit or in PyTorch's pip packages: bundle/run.sh finds them). docs/gpu.md has the recipe.
+# the toolkit or in PyTorch's pip packages: the bundle's env.sh finds them). docs/gpu.md has the recipe.
 #
 #   bash tools/gpu_bundle.sh [BUILD_DIR] [BUNDLE_DIR]     (defaults: build-gpu-bundle, .gpu_bundle)
 #
-# Then, in one device call: carry BUNDLE_DIR and run `bash .gpu_bundle/run.sh`; it writes the test
-# log and results under $OUT (and to stdout).
+# Then, in one device call: carry BUNDLE_DIR and run `bash tools/gpu_session.sh`; it writes the
+# test, sanitizer, training and bench logs under $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu-bundle}
@@ -31,14 +31,19 @@ done | sort -u | while read -r name path; do
   cp -L "$path" "$bundle/lib/$name"
 done
 
-cat >"$bundle/run.sh" <<'EOF'
-#!/usr/bin/env bash
-# On the GPU machine: every GPU test, then the same under compute-sanitizer (memcheck and
-# racecheck). Results go to $OUT (when set) and stdout.
-here="$(cd "$(dirname "$0")" && pwd)"
-out="${OUT:-$here/out}"
-mkdir -p "$out"
-# CUDA's libraries: the toolkit's, else those of PyTorch's pip packages (nvidia-*).
+# The demo corpus' shards, for `muongpt train` on the quickstart config (paths resolve under the
+# bundle), when they were built here (tools/make_demo_corpus.sh).
+if ls .cache/demo/demo_*.bin >/dev/null 2>&1; then
+  mkdir -p "$bundle/.cache/demo"
+  cp .cache/demo/demo_*.bin "$bundle/.cache/demo/"
+fi
+git rev-parse --short HEAD >"$bundle/commit" 2>/dev/null || echo unknown >"$bundle/commit"
+git diff --quiet HEAD 2>/dev/null || echo "(+ uncommitted changes)" >>"$bundle/commit"
+
+cat >"$bundle/env.sh" <<'EOF'
+# Sourced on the GPU machine: the bundle's libraries, then CUDA's (the toolkit's, else those of
+# PyTorch's nvidia-* pip packages), and the carried tree for the test fixtures.
+bundle_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cuda_libs=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do [ -d "$d" ] && cuda_libs="$cuda_libs:$d"; done
 py_libs=$(python3 - <<'PY' 2>/dev/null
@@ -50,27 +55,9 @@ for base in site.getsitepackages():
 print(":".join(sorted(dirs)))
 PY
 )
-export LD_LIBRARY_PATH="$here/lib$cuda_libs:${py_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export MUONGPT_SOURCE_DIR="$(dirname "$here")"  # the carried working tree: tests/fixtures
-{
-  echo "== $(date -u +%FT%TZ)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  "$here/bin/muongpt" --version
-  echo "== missing libraries (should be none):"
-  ldd "$here/bin/test_cuda" | grep "not found" || true
-} 2>&1 | tee "$out/env.txt"
-set -o pipefail
-"$here/bin/test_cuda" --gtest_output="xml:$out/test_cuda.xml" 2>&1 | tee "$out/test_cuda.log"
-status=$?
-for tool in memcheck racecheck; do
-  if command -v compute-sanitizer >/dev/null; then
-    compute-sanitizer --tool "$tool" --error-exitcode 99 "$here/bin/test_cuda" \
-      --gtest_brief=1 >"$out/sanitizer_$tool.log" 2>&1
-    echo "compute-sanitizer $tool: exit $? (log: sanitizer_$tool.log)" | tee -a "$out/env.txt"
-  fi
-done
-exit $status
+export LD_LIBRARY_PATH="$bundle_dir/lib$cuda_libs:${py_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export MUONGPT_SOURCE_DIR="$(dirname "$bundle_dir")"
+export MUONGPT_BIN="$bundle_dir/bin/muongpt"  # the binary the tests run (tests/testing/subprocess.h)
 EOF
-chmod +x "$bundle/run.sh"
 du -sh "$bundle"
-echo "bundle: $bundle (carry it; run: bash $bundle/run.sh)"
+echo "bundle: $bundle (carry it; on the GPU machine: bash tools/gpu_session.sh)"

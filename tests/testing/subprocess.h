@@ -6,6 +6,7 @@
 #include <array>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace muongpt::testing {
@@ -15,9 +16,16 @@ struct CommandResult {
   std::string out;  // stdout and stderr together
 };
 
+// The binary under test: $MUONGPT_BIN when set (a test binary carried to another machine, as
+// tools/gpu_session.sh does), else the one built beside the tests.
+inline std::string muongpt_binary() {
+  const char* env = std::getenv("MUONGPT_BIN");
+  return env && *env ? env : MUONGPT_BIN;
+}
+
 // `env` is prepended to the command line ("VAR=value ...").
 inline CommandResult run_muongpt(const std::string& args, const std::string& env = "") {
-  const std::string cmd = env + " " + std::string(MUONGPT_BIN) + " " + args + " 2>&1";
+  const std::string cmd = env + " " + muongpt_binary() + " " + args + " 2>&1";
   CommandResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
