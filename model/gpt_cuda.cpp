@@ -614,6 +614,7 @@ std::vector<ParamSlot> GptCuda::param_slots_cuda() const {
     s.value = m.master + m.offsets[i];
     s.grad = m.grads + m.offsets[i];
     s.device = Device::cuda;
+    s.stream = m.stream;
     if (m.precision == Precision::bf16)
       s.working_bf16 = static_cast<uint16_t*>(m.working) + m.offsets[i];
     slots.push_back(std::move(s));

@@ -46,7 +46,14 @@ std::unique_ptr<Optimizer> Optimizer::create(const std::vector<Route>& routes,
   }
   if (any_cuda) {
 #ifdef MUONGPT_HAVE_CUDA
-    return make_cuda_optimizer(routes, slots, cfg, comm);  // checks that every slot is on the GPU
+    CudaOptimizerOptions options;
+    options.stream = slots.front().stream;
+    for (const ParamSlot& s : slots)
+      if (s.stream != options.stream)
+        fail("optim", "parameter '", s.name, "' is on another CUDA stream than '",
+             slots.front().name, "' (one optimizer runs on one stream)");
+    // make_cuda_optimizer checks that every slot is on the GPU.
+    return make_cuda_optimizer(routes, slots, cfg, comm, options);
 #else
     fail("optim",
          "parameters are on the GPU but this muongpt was built without CUDA (no CUDA "

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/safetensors.h"
 #include "core/tensor.h"
 #include "model/gpt.h"
@@ -41,6 +42,9 @@ struct ParamSlot {
   // CUDA bf16 training only: the bf16 working copy the forward reads, rewritten from `value`
   // after every update (null: the model reads the fp32 values directly).
   uint16_t* working_bf16 = nullptr;
+  // GPU only: the stream the model queues its work on; the optimizer queues its own there too,
+  // so that the two stay ordered without device-wide synchronisation (null: the legacy stream).
+  CudaStream stream = nullptr;
 
   int64_t numel() const;
 };
@@ -96,7 +100,8 @@ class Optimizer {
   // W_before (decay included), readable with last_update(i) until the next step. The buffers are
   // allocated on first use; the trainer needs no weight copy. Off by default.
   virtual void set_record_updates(bool on) = 0;
-  // Empty when the last step did not record.
+  // Empty when the last step did not record. In the parameters' memory: device memory for the
+  // CUDA optimizer, so that telemetry computes its spectra where it lives.
   virtual std::span<const float> last_update(size_t i) const = 0;
 
   virtual const StepStats& last_step_stats() const = 0;

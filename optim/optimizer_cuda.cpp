@@ -189,11 +189,6 @@ class CudaOptimizer final : public Optimizer {
       stats_.dualize_calls += g.count;
       stats_.muon_params += g.count;
     }
-    if (recorded_) {
-      MG_CUDA(cudaMemcpyAsync(delta_host_.data(), delta_, delta_host_.size() * sizeof(float),
-                              cudaMemcpyDeviceToHost, as_cuda(stream_)));
-      MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
-    }
     ++steps_taken_;
   }
 
@@ -246,7 +241,6 @@ class CudaOptimizer final : public Optimizer {
       delta_arena_.emplace(Device::cuda,
                            size_t(std::max<int64_t>(total_numel_, 1)) * sizeof(float));
       delta_ = static_cast<float*>(delta_arena_->alloc_bytes(size_t(total_numel_) * sizeof(float)));
-      delta_host_.assign(size_t(total_numel_), 0.0f);
       MG_CUDA(cudaDeviceSynchronize());  // the arena's zero fill ran on the legacy stream
     }
   }
@@ -254,7 +248,7 @@ class CudaOptimizer final : public Optimizer {
   std::span<const float> last_update(size_t i) const override {
     MG_CHECK(i < params_.size(), "parameter index ", i);
     if (!recorded_) return {};
-    return {delta_host_.data() + params_[i].delta_offset, size_t(params_[i].n)};
+    return {delta_ + params_[i].delta_offset, size_t(params_[i].n)};  // device memory
   }
 
   const StepStats& last_step_stats() const override { return stats_; }
@@ -354,7 +348,6 @@ class CudaOptimizer final : public Optimizer {
   bool record_ = false, recorded_ = false;
   std::optional<Arena> delta_arena_;  // ΔW, [total_numel_], allocated when recording starts
   float* delta_ = nullptr;
-  std::vector<float> delta_host_;
   mutable std::vector<std::vector<std::vector<float>>> host_state_;  // state_tensors() views
 
   StepStats stats_;

@@ -6,8 +6,6 @@
 
 #include "core/comm.h"
 #include "core/error.h"
-#include "core/gemm.h"
-#include "core/linalg.h"
 
 namespace muongpt {
 
@@ -33,37 +31,6 @@ nlohmann::json num(double v) {
 
 }  // namespace
 
-MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n) {
-  MatrixRanks r;
-  for (int64_t i = 0; i < m * n; ++i) r.fro2 += double(G[i]) * double(G[i]);
-  if (!std::isfinite(r.fro2)) return {NAN, NAN, NAN};  // reported as null, never fed to LAPACK
-  if (r.fro2 == 0) return r;
-  const int64_t s = std::min(m, n);
-  std::vector<float> gf(static_cast<size_t>(s * s));
-  if (n <= m)
-    gram(m, n, 1.0f, G, n, 0.0f, gf.data(), n);  // GᵀG [n, n]
-  else
-    gemm(false, true, m, m, n, 1.0f, G, n, G, n, 0.0f, gf.data(), m);  // GGᵀ [m, m]
-  std::vector<double> C(gf.begin(), gf.end()), w(static_cast<size_t>(s));
-  for (double c : C)
-    if (!std::isfinite(c)) return {r.fro2, NAN, NAN};  // float32 Gram overflowed
-  sym_eigvals(s, C.data(), w.data());
-  for (double e : w) r.nuclear += std::sqrt(std::max(e, 0.0));
-  r.spec2 = std::max(w.back(), 0.0);
-  return r;
-}
-
-double gram_stable_rank(const std::vector<double>& C, int64_t n) {
-  double trace = 0;
-  for (int64_t i = 0; i < n; ++i) trace += C[i * n + i];
-  for (double c : C)
-    if (!std::isfinite(c)) return NAN;  // reported as null, never fed to LAPACK
-  if (trace <= 0) return NAN;           // a zero activation: undefined
-  std::vector<double> copy = C, w(static_cast<size_t>(n));
-  sym_eigvals(n, copy.data(), w.data());
-  return w.back() > 0 ? trace / w.back() : NAN;
-}
-
 std::string input_activation(const std::string& param) {
   if (param == "embed.weight") return "tokens";
   if (param == "head.weight") return "final_in";
@@ -86,19 +53,16 @@ RankTelemetry::RankTelemetry(TrainModel& model, int64_t every, Comm* comm, std::
     : every_(every), comm_(comm), owner_(std::move(owner)) {
   if (every <= 0) return;
   const ModelConfig& c = model.config();
-  auto add = [&](std::string key, std::string kind, int64_t layer, int64_t width) {
-    acts_.push_back({std::move(key), std::move(kind), layer, width,
-                     std::vector<double>(static_cast<size_t>(width * width))});
-  };
-  add("embed_out", "embed_out", 0, c.d_model);
+  acts_.push_back({"embed_out", "embed_out", 0, c.d_model});
   for (int64_t l = 0; l < c.n_layer; ++l)
     for (std::string_view kind : Gpt<float>::kBlockActivations)
-      add("blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind), l,
-          kind.starts_with("mlp_") && kind != "mlp_in" ? c.d_mlp() : c.d_model);
-  add("final_in", "final_in", 0, c.d_model);
+      acts_.push_back({"blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind),
+                       l, kind.starts_with("mlp_") && kind != "mlp_in" ? c.d_mlp() : c.d_model});
+  acts_.push_back({"final_in", "final_in", 0, c.d_model});
+  std::vector<int64_t> widths;
+  for (const Act& a : acts_) widths.push_back(a.width);
+  spectra_ = model.make_spectra(widths);
   token_counts_.assign(static_cast<size_t>(c.vocab_size), 0.0);
-  const int64_t widest = std::max(c.d_model, c.d_mlp());
-  gram_scratch_.resize(static_cast<size_t>(widest * widest));
 }
 
 bool RankTelemetry::mine(size_t param) const {
@@ -106,35 +70,38 @@ bool RankTelemetry::mine(size_t param) const {
 }
 
 void RankTelemetry::begin() {
-  for (Act& a : acts_) std::fill(a.gram.begin(), a.gram.end(), 0.0);
+  spectra_->zero_grams();
   std::fill(token_counts_.begin(), token_counts_.end(), 0.0);
   weights_ = nlohmann::json::object();
   seconds_ = 0;
 }
 
 void RankTelemetry::add_activations(TrainModel& model, const int32_t* idx, int64_t n_tokens) {
+  model.synchronize();  // so that the GPU's forward is not timed as telemetry, nor the Grams not
   const auto t0 = Clock::now();
-  for (Act& a : acts_) {
-    Tensor x = model.activation_host(a.kind, a.layer);  // [N, width]
-    const int64_t w = a.width;
-    gram(x.size(0), w, 1.0f, x.data<float>(), w, 0.0f, gram_scratch_.data(), w);
-    for (int64_t i = 0; i < w * w; ++i) a.gram[i] += double(gram_scratch_[i]);
-  }
+  for (size_t k = 0; k < acts_.size(); ++k)
+    spectra_->add_gram(k, model.activation(acts_[k].kind, acts_[k].layer));  // [N, width]
   for (int64_t i = 0; i < n_tokens; ++i) token_counts_[idx[i]] += 1;
+  model.synchronize();
   seconds_ += seconds_since(t0);
 }
 
 void RankTelemetry::add_gradients(TrainModel& model) {
   const auto t0 = Clock::now();
-  const float* grads = model.grads_host();  // [P], parameters in specs() order
-  int64_t offset = 0;
-  for (size_t i = 0; i < model.specs().size(); offset += model.specs()[i].numel(), ++i) {
-    const ParamSpec& s = model.specs()[i];
-    if (s.shape.size() != 2 || !mine(i)) continue;
-    MatrixRanks r = matrix_ranks(grads + offset, s.shape[0], s.shape[1]);
-    weights_[s.name] = {{"input", input_activation(s.name)},
-                        {"grad_nr", num(r.nuclear_rank())},
-                        {"grad_st", num(r.stable_rank())}};
+  const std::vector<ParamSlot> slots = model.param_slots();
+  std::vector<size_t> which;
+  std::vector<MatrixRef> grads;
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (slots[i].shape.size() == 2 && mine(i)) {
+      which.push_back(i);
+      grads.push_back({slots[i].grad, slots[i].shape[0], slots[i].shape[1]});
+    }
+  const std::vector<MatrixRanks> r = spectra_->ranks(grads);
+  for (size_t j = 0; j < which.size(); ++j) {
+    const std::string& name = slots[which[j]].name;
+    weights_[name] = {{"input", input_activation(name)},
+                      {"grad_nr", num(r[j].nuclear_rank())},
+                      {"grad_st", num(r[j].stable_rank())}};
   }
   seconds_ += seconds_since(t0);
 }
@@ -145,7 +112,7 @@ nlohmann::json RankTelemetry::finish(
   const auto t0 = Clock::now();
   const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->world() : 1;
   if (world > 1) {  // every rank's tokens
-    for (Act& a : acts_) comm_->host_sum(a.gram.data(), int64_t(a.gram.size()));
+    spectra_->sum_grams(*comm_);
     comm_->host_sum(token_counts_.data(), int64_t(token_counts_.size()));
   }
   nlohmann::json act = nlohmann::json::object();
@@ -153,26 +120,29 @@ nlohmann::json RankTelemetry::finish(
   for (double c : token_counts_) n_tokens += c, max_count = std::max(max_count, c);
   // The one-hot token matrix X [N, V]: XᵀX = diag(counts), so st = N / max count = 1 / p_max.
   act["tokens"] = {{"st", num(n_tokens / max_count)}, {"p_max", num(max_count / n_tokens)}};
+  std::vector<size_t> ks;
   for (size_t k = 0; k < acts_.size(); ++k)
-    if (int(k % size_t(world)) == rank)
-      act[acts_[k].key] = {{"st", num(gram_stable_rank(acts_[k].gram, acts_[k].width))}};
+    if (int(k % size_t(world)) == rank) ks.push_back(k);
+  const std::vector<double> st = spectra_->gram_stable_ranks(ks);
+  for (size_t j = 0; j < ks.size(); ++j) act[acts_[ks[j]].key] = {{"st", num(st[j])}};
 
-  const float* params = weights_.empty() ? nullptr : model.params_host();  // [P]
-  int64_t offset = 0;
-  for (size_t i = 0; i < model.specs().size(); offset += model.specs()[i].numel(), ++i) {
-    const ParamSpec& s = model.specs()[i];
-    if (s.shape.size() != 2 || !weights_.contains(s.name)) continue;
+  const std::vector<ParamSlot> slots = model.param_slots();
+  std::vector<size_t> which;
+  std::vector<MatrixRef> deltas, afters;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].shape.size() != 2 || !weights_.contains(slots[i].name)) continue;
     std::span<const float> delta = update_of(i);
-    if (delta.size() != size_t(s.numel())) continue;
-    const float* after = params + offset;
-    double before2 = 0;  // ‖W_before‖² with W_before = W_after − ΔW
-    for (size_t j = 0; j < delta.size(); ++j) {
-      const double b = double(after[j]) - double(delta[j]);
-      before2 += b * b;
-    }
-    MatrixRanks u = matrix_ranks(delta.data(), s.shape[0], s.shape[1]);
-    weights_[s.name]["update_st"] = num(u.stable_rank());
-    weights_[s.name]["update_rel"] = num(std::sqrt(u.fro2 / before2));
+    if (delta.size() != size_t(slots[i].numel())) continue;
+    which.push_back(i);
+    deltas.push_back({delta.data(), slots[i].shape[0], slots[i].shape[1]});
+    afters.push_back({slots[i].value, slots[i].shape[0], slots[i].shape[1]});
+  }
+  const std::vector<MatrixRanks> u = spectra_->ranks(deltas);
+  const std::vector<double> before2 = spectra_->distances2(afters, deltas);  // W_after − ΔW
+  for (size_t j = 0; j < which.size(); ++j) {
+    nlohmann::json& w = weights_[slots[which[j]].name];
+    w["update_st"] = num(u[j].stable_rank());
+    w["update_rel"] = num(std::sqrt(u[j].fro2 / before2[j]));
   }
   if (world > 1) {  // every rank's share of the spectra to every rank
     const nlohmann::json mine = {{"act", act}, {"weights", weights_}};

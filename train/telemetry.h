@@ -4,9 +4,8 @@
 //   snapshot_weights() just before the optimizer step;  finish() right after it.
 // finish() returns one ranks.jsonl record (schema in docs/telemetry.md).
 //
-// Numerics: each activation's Gram AᵀA is formed per micro-batch by a float32 GEMM (syrk) and
-// accumulated across micro-batches in float64; stable ranks are trace / λ_max from a float64
-// eigensolve. Gradient and update spectra come from the eigenvalues of the smaller Gram matrix.
+// The linear algebra runs where the model lives (train/spectra.h: numerics there): nothing but
+// the figures leaves the GPU.
 #pragma once
 
 #include <cmath>
@@ -17,24 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "train/spectra.h"
 #include "train/train_model.h"
 
 namespace muongpt {
-
-// Squared Frobenius norm, squared spectral norm and nuclear norm of a matrix. The ranks of a
-// zero matrix are undefined: NaN (null in ranks.jsonl).
-struct MatrixRanks {
-  double fro2 = 0, spec2 = 0, nuclear = 0;
-  double stable_rank() const { return spec2 > 0 ? fro2 / spec2 : NAN; }  // ‖G‖_F² / ‖G‖₂²
-  double nuclear_rank() const {
-    return fro2 > 0 ? nuclear * nuclear / fro2 : NAN;
-  }  // ‖G‖_*² / ‖G‖_F²
-};
-
-// Spectrum of G [m, n] (row-major) through the eigenvalues of its smaller Gram matrix.
-MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n);
-// Stable rank trace(C) / λ_max(C) of a symmetric positive semi-definite Gram matrix C [n, n].
-double gram_stable_rank(const std::vector<double>& C, int64_t n);
 
 // Which activation a weight multiplies ("blocks.3.attn_in" for blocks.3.attn.wq, "tokens" for
 // the embedding, "final_in" for the head), and the alternative the design also logs (attn_in
@@ -59,8 +44,8 @@ class RankTelemetry {
   void begin();
   void add_activations(TrainModel& model, const int32_t* idx, int64_t n_tokens);
   void add_gradients(TrainModel& model);
-  // update_of(i) is ΔW = W_after − W_before of parameter i in the step just taken (empty when
-  // not recorded); the parameters already hold W_after.
+  // update_of(i) is ΔW = W_after − W_before of parameter i in the step just taken, in the
+  // model's memory (empty when not recorded); the parameters already hold W_after.
   nlohmann::json finish(TrainModel& model, int64_t step,
                         const std::function<std::span<const float>(size_t)>& update_of);
 
@@ -71,18 +56,15 @@ class RankTelemetry {
     std::string key;  // "embed_out", "final_in" or "blocks.{i}.{kind}"
     std::string kind;
     int64_t layer, width;
-    std::vector<double> gram;  // [width, width]
   };
 
   int64_t every_;
   Comm* comm_;
   std::vector<int> owner_;  // per parameter; empty: this rank computes everything
-  std::vector<Act> acts_;
-  std::vector<double> token_counts_;   // [V]
-  std::vector<float> gram_scratch_;    // [max width²]
-  std::vector<float> weights_before_;  // a copy of every parameter before the optimizer step
-  std::vector<float> delta_;           // [largest parameter]
-  nlohmann::json weights_;             // per-weight gradient figures, filled by add_gradients
+  std::vector<Act> acts_;   // Gram k of spectra_ is acts_[k]'s
+  std::unique_ptr<Spectra> spectra_;
+  std::vector<double> token_counts_;  // [V]
+  nlohmann::json weights_;            // per-weight gradient figures, filled by add_gradients
   double seconds_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #ifdef MUONGPT_HAVE_CUDA
 #include "core/arena.h"
 #include "core/cuda_util.h"
+#include "train/spectra_cuda.h"
 #endif
 
 namespace muongpt {
@@ -64,8 +65,11 @@ class CpuTrainModel final : public TrainModel {
   }
   const float* params_host() override { return model_.params_flat().data<float>(); }
   const float* grads_host() override { return model_.grads_flat().data<float>(); }
-  Tensor activation_host(std::string_view kind, int64_t layer) override {
+  Tensor activation(std::string_view kind, int64_t layer) override {
     return model_.activation(kind, layer);
+  }
+  std::unique_ptr<Spectra> make_spectra(const std::vector<int64_t>& gram_widths) override {
+    return make_cpu_spectra(gram_widths);
   }
 
  private:
@@ -74,8 +78,8 @@ class CpuTrainModel final : public TrainModel {
 };
 
 #ifdef MUONGPT_HAVE_CUDA
-// The GPU model behind the same interface. Host mirrors (parameters, gradients, one activation)
-// are filled only when asked for: checkpoints and telemetry steps.
+// The GPU model behind the same interface. Host mirrors (parameters, gradients) are filled only
+// when asked for: checkpoints and the non-finite check's error message.
 class CudaTrainModel final : public TrainModel {
  public:
   CudaTrainModel(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision, int gpu)
@@ -124,11 +128,14 @@ class CudaTrainModel final : public TrainModel {
     model_.grads_to_host(grads_.data());
     return grads_.data();
   }
-  Tensor activation_host(std::string_view kind, int64_t layer) override {
-    const Tensor dev = model_.activation(kind, layer);
-    act_.resize(size_t(dev.numel()));
-    model_.download(dev, act_.data());
-    return Tensor(act_.data(), DType::f32, {dev.size(0), dev.size(1)});
+  Tensor activation(std::string_view kind, int64_t layer) override {
+    return model_.activation(kind, layer);
+  }
+  std::unique_ptr<Spectra> make_spectra(const std::vector<int64_t>& gram_widths) override {
+    std::vector<std::pair<int64_t, int64_t>> matrices;
+    for (const ParamSpec& s : model_.specs())
+      if (s.shape.size() == 2) matrices.emplace_back(s.shape[0], s.shape[1]);
+    return make_cuda_spectra(gram_widths, matrices, model_.stream());
   }
 
  private:
@@ -136,7 +143,7 @@ class CudaTrainModel final : public TrainModel {
   GptCuda model_;
   Arena flag_ = Arena::counting(Device::cuda);  // one int on the device: the finiteness flag
   void* flag_dev_ = nullptr;
-  std::vector<float> params_, grads_, act_;
+  std::vector<float> params_, grads_;
 };
 #endif
 

@@ -1,6 +1,7 @@
 // What the training loop, checkpoints and telemetry need from a model, whatever device it runs
 // on: the CPU Gpt<float>, or GptCuda (fp32 or bf16) on the GPU. Everything here speaks host
-// memory, except param_slots() (the optimizer works where the model lives).
+// memory, except param_slots() and the telemetry hooks (the optimizer and the telemetry's linear
+// algebra work where the model lives).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include "model/gpt.h"
 #include "model/params.h"
 #include "optim/optimizer.h"
+#include "train/spectra.h"
 
 namespace muongpt {
 
@@ -43,12 +45,14 @@ class TrainModel {
   virtual std::string first_nonfinite(bool grads) = 0;
 
   // Host views, valid until the next call of the same function (the GPU model downloads into
-  // buffers it keeps): every parameter flat [P] (checkpoints, telemetry), every gradient flat [P]
-  // (telemetry), and an activation of the last forward as [B·T, width] (telemetry; the names of
-  // Gpt::activation()).
+  // buffers it keeps): every parameter flat [P] (checkpoints) and every gradient flat [P].
   virtual const float* params_host() = 0;
   virtual const float* grads_host() = 0;
-  virtual Tensor activation_host(std::string_view kind, int64_t layer) = 0;
+
+  // Telemetry: an activation of the last forward as [B·T, width] in the model's memory and
+  // storage type (the names of Gpt::activation()), and the linear algebra that runs there.
+  virtual Tensor activation(std::string_view kind, int64_t layer) = 0;
+  virtual std::unique_ptr<Spectra> make_spectra(const std::vector<int64_t>& gram_widths) = 0;
 };
 
 // The model the config asks for: [device] backend (cpu | cuda | auto: cuda when a GPU is

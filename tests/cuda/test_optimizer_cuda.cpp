@@ -245,7 +245,8 @@ struct Twin {
   void set_grads(uint64_t seed) {
     Rng rng(seed);
     for (size_t i = 0; i < specs.size(); ++i) {
-      cpu_g[i] = gaussian(cpu_g[i].size(), rng, 0.01);
+      const std::vector<float> g = gaussian(cpu_g[i].size(), rng, 0.01);
+      std::copy(g.begin(), g.end(), cpu_g[i].begin());  // in place: the CPU slots point here
       if (specs[i].shape.size() == 2)
         for (int64_t r = 0; r < specs[i].shape[0]; r += 5)
           std::fill_n(cpu_g[i].begin() + r * specs[i].shape[1], specs[i].shape[1], 0.0f);
@@ -603,8 +604,10 @@ TEST(CudaOptimizer, RecordsTheAppliedUpdate) {
   opt->step(1, 0.8);
   for (size_t i = 0; i < t.specs.size(); ++i) {
     const auto after = t.gpu_values(i);
-    const auto u = opt->last_update(i);
-    ASSERT_EQ(u.size(), after.size());
+    const std::span<const float> dev = opt->last_update(i);  // device memory
+    ASSERT_EQ(dev.size(), after.size());
+    std::vector<float> u(dev.size());
+    MG_CUDA(cudaMemcpy(u.data(), dev.data(), u.size() * sizeof(float), cudaMemcpyDeviceToHost));
     double norm = 0;
     for (size_t j = 0; j < u.size(); ++j) {
       ASSERT_EQ(u[j], after[j] - before[i][j]) << t.specs[i].name << " " << j;

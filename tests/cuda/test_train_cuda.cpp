@@ -12,6 +12,7 @@
 //         curve within 5% at every step.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -38,6 +39,39 @@ class TrainCudaTest : public testing::TinyRunTest {
     for (std::string line; std::getline(in, line);)
       out.push_back(nlohmann::json::parse(line)["train_loss"].get<double>());
     return out;
+  }
+  // Largest relative difference between two runs' first two ranks.jsonl records (steps 1 and 2:
+  // the same data, and weights one step apart at most) over every activation st and every
+  // weight's gradient nr and st, update st and ‖ΔW‖/‖W‖ (step 1's gradients are zero for the
+  // matrices behind zero-initialised ones: null, skipped); `count` receives how many figures
+  // were compared.
+  double ranks_difference(const std::string& a, const std::string& b, int* count) const {
+    auto records = [&](const std::string& name) {
+      std::ifstream in(run_dir(name) / "ranks.jsonl");
+      std::vector<nlohmann::json> out;
+      for (std::string line; out.size() < 2 && std::getline(in, line);)
+        out.push_back(nlohmann::json::parse(line));
+      return out;
+    };
+    const auto xs = records(a), ys = records(b);
+    EXPECT_EQ(xs.size(), 2u);
+    EXPECT_EQ(ys.size(), 2u);
+    double worst = 0;
+    *count = 0;
+    auto compare = [&](const nlohmann::json& u, const nlohmann::json& v) {
+      if (!v.is_number()) return;
+      worst = std::max(worst, std::abs(u.get<double>() - v.get<double>()) /
+                                  std::max(std::abs(v.get<double>()), 1e-30));
+      ++*count;
+    };
+    for (size_t r = 0; r < std::min(xs.size(), ys.size()); ++r) {
+      const nlohmann::json &x = xs[r], &y = ys[r];
+      for (const auto& [key, v] : y["act"].items()) compare(x["act"][key]["st"], v["st"]);
+      for (const auto& [name, v] : y["weights"].items())
+        for (const char* field : {"grad_nr", "grad_st", "update_st", "update_rel"})
+          compare(x["weights"][name][field], v[field]);
+    }
+    return worst;
   }
   // Largest ‖a − b‖_F / ‖b‖_F over the tensors of two runs' final weights.
   double weight_difference(const std::string& a, const std::string& b) const {
@@ -71,6 +105,11 @@ TEST_F(TrainCudaTest, Fp32FollowsTheCpuForEveryRoutingPreset) {
     for (size_t i = 0; i < a.size(); ++i)
       EXPECT_NEAR(a[i], b[i], 1e-3 * b[i]) << preset << " step " << i + 1;
     EXPECT_LE(weight_difference(gpu, cpu), 1e-2) << preset;
+    // Telemetry computed on the GPU (train/spectra_cuda.cu) against the CPU's: float32 Grams in
+    // different summation orders, and one step of float32 differences in the update (1e-3).
+    int compared = 0;
+    EXPECT_LE(ranks_difference(gpu, cpu, &compared), 1e-3) << preset;
+    EXPECT_GT(compared, 80) << preset;  // of 2 × (13 + 14 × 4) figures
   }
 }
 

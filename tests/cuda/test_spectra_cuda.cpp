@@ -1,0 +1,194 @@
+// Telemetry's linear algebra on the GPU (train/spectra_cuda.cu) against the host reference
+// (train/spectra.cpp: matrix_ranks, gram_stable_rank), in both eigensolver modes.
+//
+// Tolerances. Squared norms: both sides sum the same float32 values in float64, in different
+// orders: 1e-12 relative. Spectra: both take float64 eigenvalues of a float32 Gram, formed by
+// cuBLASLt on one side and OpenBLAS on the other; Gram entries differ by ~1e-7 relative, which
+// moves λ_max by about as much and the nuclear norm (a sum of square roots, dominated by the
+// large eigenvalues of these Gaussian matrices) by ~1e-6: 1e-4 relative, a 100× margin that a
+// wrong transpose, size or batch offset (O(1) errors) cannot pass.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/comm.h"
+#include "core/cuda_util.h"
+#include "core/dtype.h"
+#include "core/rng.h"
+#include "testing/cuda_testing.h"
+#include "train/spectra.h"
+
+#ifdef MUONGPT_HAVE_CUDA
+#include "train/spectra_cuda.h"
+
+namespace muongpt {
+namespace {
+
+using testing::DeviceArray;
+
+std::vector<float> gaussian(int64_t n, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = float(rng.normal());
+  return v;
+}
+
+void expect_rel(double got, double want, double tol, const std::string& what) {
+  if (std::isnan(want)) {
+    EXPECT_TRUE(std::isnan(got)) << what << ": " << got;
+    return;
+  }
+  EXPECT_NEAR(got, want, tol * std::abs(want)) << what;
+}
+
+// Runs the body once per eigensolver mode (MUONGPT_TELEMETRY_EIG), restoring the environment.
+template <class Body>
+void for_each_mode(Body body) {
+  for (const char* mode : {"batched", "loop"}) {
+    setenv("MUONGPT_TELEMETRY_EIG", mode, 1);
+    body(std::string(mode));
+  }
+  unsetenv("MUONGPT_TELEMETRY_EIG");
+}
+
+TEST(CudaSpectra, MatrixRanksMatchTheHost) {
+  MG_REQUIRE_GPU();
+  // Tall, wide, square, a row, a column, a zero matrix, one with a NaN, and three of one Gram
+  // size (one batch), most sizes no multiple of a tile.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {64, 96}, {96, 64}, {77, 77}, {1, 50}, {50, 1}, {33, 17}, {17, 33}, {40, 17}, {200, 130}};
+  std::vector<std::vector<float>> host;
+  for (size_t i = 0; i < shapes.size(); ++i)
+    host.push_back(gaussian(shapes[i].first * shapes[i].second, 100 + i));
+  std::fill(host[5].begin(), host[5].end(), 0.0f);
+  host[6][7] = NAN;
+  for_each_mode([&](const std::string& mode) {
+    std::vector<std::unique_ptr<DeviceArray<float>>> dev;
+    std::vector<MatrixRef> refs;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      dev.push_back(std::make_unique<DeviceArray<float>>(host[i]));
+      refs.push_back({dev.back()->get(), shapes[i].first, shapes[i].second});
+    }
+    auto spectra = make_cuda_spectra({}, shapes, nullptr);
+    const std::vector<MatrixRanks> got = spectra->ranks(refs);
+    ASSERT_EQ(got.size(), shapes.size());
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const MatrixRanks want = matrix_ranks(host[i].data(), shapes[i].first, shapes[i].second);
+      const std::string what = mode + " matrix " + std::to_string(i);
+      expect_rel(got[i].fro2, want.fro2, 1e-12, what + " fro2");
+      expect_rel(got[i].spec2, want.spec2, 1e-4, what + " spec2");
+      expect_rel(got[i].nuclear, want.nuclear, 1e-4, what + " nuclear");
+      expect_rel(got[i].stable_rank(), want.stable_rank(), 1e-4, what + " st");
+      expect_rel(got[i].nuclear_rank(), want.nuclear_rank(), 1e-4, what + " nr");
+    }
+    EXPECT_EQ(got[5].fro2, 0.0);  // zero: defined norm, undefined ranks
+    EXPECT_TRUE(std::isnan(got[5].stable_rank()));
+    EXPECT_TRUE(std::isnan(got[6].fro2));  // NaN: nothing reaches the eigensolver
+    EXPECT_TRUE(std::isnan(got[6].nuclear_rank()));
+  });
+}
+
+TEST(CudaSpectra, DistancesMatchTheHost) {
+  MG_REQUIRE_GPU();
+  const auto a = gaussian(600 * 501, 1), b = gaussian(600 * 501, 2);
+  DeviceArray<float> da(a), db(b);
+  auto spectra = make_cuda_spectra({}, {{600, 501}, {600, 501}}, nullptr);
+  const auto got = spectra->distances2({{da.get(), 600, 501}, {db.get(), 600, 501}},
+                                       {{db.get(), 600, 501}, {db.get(), 600, 501}});
+  double want = 0;
+  for (size_t i = 0; i < a.size(); ++i) want += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  EXPECT_NEAR(got[0], want, 1e-12 * want);
+  EXPECT_EQ(got[1], 0.0);
+  EXPECT_EQ(spectra->distances2({{da.get(), 600, 501}}, {{db.get(), 600, 501}})[0], got[0]);
+}
+
+// Gram stable ranks: micro-batches accumulate, bf16 activations work, Grams wider than one
+// eigensolver batch holds (3072² float64 = 72 MiB: three per 256 MiB batch, so four need two
+// calls), zero and non-finite Grams give NaN. The reference uses the small Gram A·Aᵀ (rows ×
+// rows, the same non-zero eigenvalues and trace) so that the host solve stays cheap.
+TEST(CudaSpectra, GramStableRanksMatchTheHost) {
+  MG_REQUIRE_GPU();
+  const int64_t rows = 48, wide = 3072, narrow = 40;
+  const std::vector<int64_t> widths = {wide, narrow, wide, wide, wide, narrow, narrow};
+  std::vector<std::vector<float>> acts;  // per Gram: two micro-batches of [rows, width]
+  for (size_t k = 0; k < widths.size(); ++k) acts.push_back(gaussian(2 * rows * widths[k], 7 + k));
+  for (float& x : acts[1]) x *= 1e-3f;  // a small scale: relative accuracy, not absolute
+  acts[1][0] = 0.0f;
+  std::fill(acts[5].begin(), acts[5].end(), 0.0f);  // zero Gram
+  acts[6][3] = INFINITY;                            // non-finite Gram
+
+  // Host reference: st of the accumulated AᵀA through the [2·rows]² Gram of the stacked rows.
+  auto reference = [&](size_t k, bool bf16) {
+    std::vector<float> a = acts[k];
+    if (bf16)
+      for (float& x : a) x = bf16_to_float(float_to_bf16(x));
+    const int64_t n = 2 * rows, w = widths[k];
+    std::vector<double> C(size_t(n * n));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0;
+        for (int64_t c = 0; c < w; ++c) s += double(a[size_t(i * w + c)]) * a[size_t(j * w + c)];
+        C[size_t(i * n + j)] = s;
+      }
+    return gram_stable_rank(C, n);
+  };
+
+  for (bool bf16 : {false, true})
+    for_each_mode([&](const std::string& mode) {
+      auto spectra = make_cuda_spectra(widths, {}, nullptr);
+      spectra->zero_grams();
+      std::vector<std::unique_ptr<DeviceArray<float>>> f32;
+      std::vector<std::unique_ptr<DeviceArray<uint16_t>>> b16;
+      for (int micro = 0; micro < 2; ++micro)
+        for (size_t k = 0; k < widths.size(); ++k) {
+          const int64_t w = widths[k];
+          std::vector<float> part(acts[k].begin() + micro * rows * w,
+                                  acts[k].begin() + (micro + 1) * rows * w);
+          f32.push_back(std::make_unique<DeviceArray<float>>(part));
+          void* data = f32.back()->get();
+          if (bf16) {
+            b16.push_back(std::make_unique<DeviceArray<uint16_t>>(rows * w));
+            convert(b16.back()->get(), DType::bf16, data, DType::f32, rows * w, nullptr);
+            data = b16.back()->get();
+          }
+          spectra->add_gram(k,
+                            Tensor(data, bf16 ? DType::bf16 : DType::f32, {rows, w}, Device::cuda));
+        }
+      std::vector<size_t> ks(widths.size());
+      for (size_t k = 0; k < ks.size(); ++k) ks[k] = k;
+      const std::vector<double> st = spectra->gram_stable_ranks(ks);
+      ASSERT_EQ(st.size(), widths.size());
+      for (size_t k = 0; k < widths.size(); ++k)
+        expect_rel(st[k], reference(k, bf16), 1e-4,
+                   mode + (bf16 ? " bf16" : " f32") + " Gram " + std::to_string(k));
+      EXPECT_TRUE(std::isnan(st[5]));
+      EXPECT_TRUE(std::isnan(st[6]));
+      EXPECT_GT(st[0], 1.0);
+      // The Grams survive the solve and start again from zero.
+      // (Alone rather than in a batch of three: the batched solver may round differently.)
+      EXPECT_NEAR(spectra->gram_stable_ranks({2})[0], st[2], 1e-9 * st[2]);
+      spectra->zero_grams();
+      EXPECT_TRUE(std::isnan(spectra->gram_stable_ranks({0})[0]));
+    });
+}
+
+TEST(CudaSpectra, RejectsWrongActivationsAndModes) {
+  MG_REQUIRE_GPU();
+  auto spectra = make_cuda_spectra({16}, {}, nullptr);
+  std::vector<float> host(32);
+  EXPECT_ANY_THROW(spectra->add_gram(0, Tensor(host.data(), DType::f32, {2, 16})));  // host
+  DeviceArray<float> dev(32);
+  EXPECT_ANY_THROW(spectra->add_gram(0, Tensor(dev.get(), DType::f32, {4, 8}, Device::cuda)));
+  EXPECT_ANY_THROW(spectra->add_gram(1, Tensor(dev.get(), DType::f32, {2, 16}, Device::cuda)));
+  setenv("MUONGPT_TELEMETRY_EIG", "qr", 1);
+  EXPECT_ANY_THROW(make_cuda_spectra({16}, {}, nullptr));
+  unsetenv("MUONGPT_TELEMETRY_EIG");
+}
+
+}  // namespace
+}  // namespace muongpt
+#endif
