@@ -4,6 +4,13 @@ Written from the design's formulas only; it is the oracle the C++ tests are chec
 against, so it favours plain, readable code over speed. It computes in whatever dtype
 its parameters have (the fixtures use float64).
 
+The default path is the oracle and stays plain. Two opt-in switches exist for the PyTorch
+speed baseline (tools/reference/train_torch.py on the GPU); neither is used by the fixtures:
+`GPT(cfg, attention="sdpa")` computes attention with `F.scaled_dot_product_attention(...,
+is_causal=True, scale=cfg.scale)` (flash attention on the GPU) instead of the explicit
+masked softmax, and `GPT.cache_rope(T)` precomputes the RoPE tables once (as buffers that
+follow `.to(device)`) instead of rebuilding them on the CPU in every forward.
+
 Parameter names and their order are part of the interface (see `param_names`).
 """
 
@@ -158,10 +165,16 @@ class RMSNorm(nn.Module):
         return rmsnorm(x, self.eps, self.weight)
 
 
+ATTENTION_IMPLS = ("explicit", "sdpa")
+
+
 class Attention(nn.Module):
-    def __init__(self, cfg: Config, dtype):
+    def __init__(self, cfg: Config, dtype, attention: str = "explicit"):
         super().__init__()
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {attention!r}")
         self.cfg = cfg
+        self.attention = attention
         d = cfg.d_model
         self.wq, self.wk = _param(d, d, dtype=dtype), _param(d, d, dtype=dtype)
         self.wv, self.wo = _param(d, d, dtype=dtype), _param(d, d, dtype=dtype)
@@ -176,10 +189,14 @@ class Attention(nn.Module):
         q, k = rmsnorm(q, cfg.norm_eps), rmsnorm(k, cfg.norm_eps)  # QK-norm, no gain
         q, k = rope(q, cos, sin), rope(k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, dh]
-        att = cfg.scale * (q @ k.transpose(-2, -1))  # [B, H, T, T]
-        causal = torch.ones(T, T, dtype=torch.bool).tril()  # t attends to s <= t
-        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, d)  # heads concatenated: h*dh + j
+        if self.attention == "sdpa":  # the same causal softmax(scale * q k^T) v, fused
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=cfg.scale)
+        else:
+            att = cfg.scale * (q @ k.transpose(-2, -1))  # [B, H, T, T]
+            causal = torch.ones(T, T, dtype=torch.bool, device=att.device).tril()  # s <= t
+            att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            y = att @ v
+        y = y.transpose(1, 2).reshape(B, T, d)  # heads concatenated: h*dh + j
         return y @ self.wo.T
 
 
@@ -194,11 +211,11 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: Config, dtype):
+    def __init__(self, cfg: Config, dtype, attention: str = "explicit"):
         super().__init__()
         # attribute order == parameter order
         self.attn_norm = RMSNorm(cfg, dtype)
-        self.attn = Attention(cfg, dtype)
+        self.attn = Attention(cfg, dtype, attention)
         self.mlp_norm = RMSNorm(cfg, dtype)
         self.mlp = MLP(cfg, dtype)
 
@@ -208,17 +225,32 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: Config, dtype=torch.float64):
+    def __init__(self, cfg: Config, dtype=torch.float64, attention: str = "explicit"):
+        """attention: "explicit" (matmul, causal mask, softmax: the oracle) or "sdpa"
+        (F.scaled_dot_product_attention with is_causal=True: the GPU speed baseline)."""
         super().__init__()
         self.cfg = cfg
         Vp, d = cfg.vocab_padded, cfg.d_model
         self.embed = nn.Module()
         self.embed.weight = _param(Vp, d, dtype=dtype)
-        self.blocks = nn.ModuleList(Block(cfg, dtype) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, dtype, attention) for _ in range(cfg.n_layer))
         self.final_norm = RMSNorm(cfg, dtype)
         self.head = nn.Module()
         self.head.weight = _param(Vp, d, dtype=dtype)
+        # RoPE tables from cache_rope(); None (the default): rebuilt in every forward
+        self.register_buffer("rope_cos", None, persistent=False)
+        self.register_buffer("rope_sin", None, persistent=False)
         assert [n for n, _ in self.named_parameters()] == param_names(cfg)
+
+    @torch.no_grad()
+    def cache_rope(self, T: int):
+        """Precompute the RoPE tables for sequences up to T (the same values forward builds),
+        on the parameters' device and in their dtype; `.to(device)` moves them along. Used by
+        the GPU baseline, where rebuilding them on the CPU would be a host-to-device copy in
+        every forward."""
+        w = self.embed.weight
+        cos, sin = rope_cos_sin(T, self.cfg.d_head, self.cfg.rope_base, w.dtype)
+        self.rope_cos, self.rope_sin = cos.to(w.device), sin.to(w.device)
 
     @torch.no_grad()
     def reset_parameters(self, generator=None):
@@ -239,7 +271,11 @@ class GPT(nn.Module):
         cfg = self.cfg
         B, T = idx.shape
         assert T <= cfg.seq_len, f"sequence length {T} > seq_len {cfg.seq_len}"
-        cos, sin = rope_cos_sin(T, cfg.d_head, cfg.rope_base, self.embed.weight.dtype)
+        if self.rope_cos is not None and self.rope_cos.shape[0] >= T:
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        else:  # built on the CPU; .to() is a no-op there
+            cos, sin = rope_cos_sin(T, cfg.d_head, cfg.rope_base, self.embed.weight.dtype)
+            cos, sin = cos.to(idx.device), sin.to(idx.device)
         x = rmsnorm(self.embed.weight[idx], cfg.norm_eps)  # never a gain here
         for block in self.blocks:
             x = block(x, cos, sin)

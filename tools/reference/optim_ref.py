@@ -74,6 +74,36 @@ def newton_schulz(G: torch.Tensor, coeffs: str = "jordan", steps: int = 5, eps: 
     return (X.T if tall else X).contiguous()
 
 
+def newton_schulz_bf16(G: torch.Tensor, coeffs: str = "jordan", steps: int = 5,
+                       eps: float = 1e-7, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Newton-Schulz the way modded-nanogpt runs it on the GPU: X in bfloat16 throughout (the
+    matmuls accumulate in float32 and round to bfloat16), the same schedule, transposition and
+    normalisation as `newton_schulz` above; only the precision differs. Not the oracle: the
+    fixtures and the CPU baseline use the float32 `newton_schulz`.
+
+    G is one matrix [m, n] or a stack [k, m, n] of same-shape matrices (each normalised by its
+    own Frobenius norm, so a stack gives what k separate calls give). Each step is two batched
+    GEMMs with the scalars in the GEMM epilogue (baddbmm):
+    A = X X^T, B = b A + c A A, X = a X + B X. Returns `dtype` (bfloat16), G's shape; a tall
+    G comes back as a transposed view. `dtype` other than bfloat16 is for tests."""
+    X = G.to(dtype)
+    single = X.ndim == 2
+    if single:
+        X = X.unsqueeze(0)
+    tall = X.size(-2) > X.size(-1)
+    if tall:
+        X = X.mT
+    triples, factor = ns_schedule(coeffs, steps)
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) * factor + eps)
+    for a, b, c in triples:
+        A = X @ X.mT
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
+        X = torch.baddbmm(X, B, X, beta=a, alpha=1.0)
+    if tall:
+        X = X.mT
+    return X[0] if single else X
+
+
 def schatten(G: torch.Tensor, p: float) -> torch.Tensor:
     """argmax_{||T||_{S_p} = 1} <G, T> = U diag(s^(q-1)) / ||G||_{S_q}^(q-1) V^T, 1/p + 1/q = 1,
     from a float64 SVD."""
