@@ -1,5 +1,6 @@
 #include "train/spectra_cuda.h"
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
@@ -16,6 +17,7 @@
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "core/gemm_cuda.h"
+#include "core/linalg.h"
 
 namespace muongpt {
 
@@ -25,6 +27,14 @@ constexpr int kThreads = 256;
 constexpr int kPartials = 64;  // blocks per squared-norm reduction: fixed, so the sum is too
 // Largest float64 batch handed to the eigensolver at once; bigger sets run in chunks.
 constexpr size_t kBatchBytes = size_t(256) << 20;
+// Lanczos for the activation Grams' λ_max: at most kLanczosMax steps (n for smaller Grams), a
+// convergence check every kCheckEvery, done at a relative residual of kLanczosTol.
+constexpr int64_t kLanczosMax = 160, kCheckEvery = 8;
+constexpr double kLanczosTol = 1e-9;
+
+int64_t lanczos_steps(int64_t n) {
+  return std::min(n, kLanczosMax);
+}
 
 cudaStream_t as_cuda(CudaStream s) {
   return static_cast<cudaStream_t>(s);
@@ -99,9 +109,9 @@ __global__ void sum_partials_kernel(const double* partial, double* out) {
   *out = s;
 }
 
-// Gram blockIdx.x of a batch [w, w]: its trace, and a flag when any entry is not finite.
-__global__ void trace_flag_kernel(const double* A, int64_t w, double* trace, int* bad) {
-  const double* g = A + blockIdx.x * w * w;
+// Gram blockIdx.x of `mats` [w, w]: its trace, and a flag when any entry is not finite.
+__global__ void trace_flag_kernel(const double* const* mats, int64_t w, double* trace, int* bad) {
+  const double* g = mats[blockIdx.x];
   bool finite = true;
   for (int64_t i = threadIdx.x; i < w * w; i += blockDim.x) finite &= isfinite(g[i]);
   double acc = 0;
@@ -109,6 +119,38 @@ __global__ void trace_flag_kernel(const double* A, int64_t w, double* trace, int
   const double total = block_sum(acc);
   if (!finite) atomicOr(&bad[blockIdx.x], 1);
   if (threadIdx.x == 0) trace[blockIdx.x] = total;
+}
+
+// Lanczos, one block per matrix i of the batch: basis V_i [K + 1, n] (row r = v_r), projections
+// H_i [K, K + 1] (row j = column j of the Hessenberg matrix: v_0..v_j · C v_j, then β_j), work
+// vector w_i [n]. Ends iteration j (j = −1: the start): adds the second reorthogonalisation's
+// coefficients h2_i [K + 1] to H_i's row j, then β = ‖w_i‖ becomes H_i[j][j + 1] and
+// v_{j+1} = w_i / β (zero after a breakdown, β = 0).
+__global__ void lanczos_normalize_kernel(double* V, double* H, double* W, const double* h2,
+                                         int64_t n, int64_t K, int64_t j) {
+  const int64_t i = blockIdx.x;
+  double* w = W + i * n;
+  double* h = j >= 0 ? H + i * K * (K + 1) + j * (K + 1) : nullptr;
+  if (h)
+    for (int64_t r = threadIdx.x; r <= j; r += blockDim.x) h[r] += h2[i * (K + 1) + r];
+  double acc = 0;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) acc += w[r] * w[r];
+  const double beta = sqrt(block_sum(acc));
+  if (h && threadIdx.x == 0) h[j + 1] = beta;
+  double* v = V + i * (K + 1) * n + (j + 1) * n;
+  const double inv = beta > 0 ? 1.0 / beta : 0.0;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) v[r] = w[r] * inv;
+}
+
+// A fixed pseudo-random start vector in every w_i (the same for every matrix and every run).
+__global__ void lanczos_start_kernel(double* W, int64_t n) {
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
+    uint64_t x = uint64_t(r) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    W[blockIdx.x * n + r] = double(x >> 11) * 0x1.0p-53 - 0.5;
+  }
 }
 
 enum class EigMode { batched, loop };
@@ -127,9 +169,18 @@ class CudaSpectra final : public Spectra {
       : stream_(stream), mode_(eig_mode_from_env()) {
     // How many matrices of each Gram size one batch holds.
     std::map<int64_t, int64_t> how_many;  // Gram size → matrices of that size
-    for (int64_t w : widths) ++how_many[w];
     for (auto [rows, cols] : matrices) ++how_many[std::min(rows, cols)];
-    int64_t batch_elems = 0, eig_elems = 0, most = int64_t(widths.size());
+    std::map<int64_t, int64_t> of_width;  // activation Grams per width: one Lanczos batch each
+    for (int64_t w : widths) ++of_width[w];
+    int64_t basis = 0, work = 0, proj = 0, grams = 0;
+    for (auto [w, count] : of_width) {
+      const int64_t K = lanczos_steps(w);
+      basis = std::max(basis, count * (K + 1) * w);
+      work = std::max(work, count * w);
+      proj = std::max(proj, count * K * (K + 1));
+      grams = std::max(grams, count);
+    }
+    int64_t batch_elems = 0, eig_elems = 0, most = grams;
     for (auto [s, count] : how_many) {
       const int64_t fit = std::max<int64_t>(1, int64_t(kBatchBytes / (size_t(s * s) * 8)));
       batch_[s] = std::min(count, fit);
@@ -148,7 +199,17 @@ class CudaSpectra final : public Spectra {
       partials_ = static_cast<double*>(a.alloc_bytes(size_t(kPartials * most_) * 8));
       sums_ = static_cast<double*>(a.alloc_bytes(size_t(most_) * 8));
       flags_ = static_cast<int*>(a.alloc_bytes(size_t(most_) * 2 * sizeof(int)));
+      lz_.V = static_cast<double*>(a.alloc_bytes(size_t(basis) * 8));
+      lz_.W = static_cast<double*>(a.alloc_bytes(size_t(work) * 8));
+      lz_.H = static_cast<double*>(a.alloc_bytes(size_t(proj) * 8));
+      lz_.h2 = static_cast<double*>(a.alloc_bytes(size_t(proj) * 8));
+      lz_.ptrs = static_cast<const double**>(a.alloc_bytes(size_t(3 * grams) * sizeof(void*)));
     });
+    cublasHandle_t blas = nullptr;
+    MG_CUBLAS(cublasCreate(&blas));
+    blas_ = blas;
+    MG_CUBLAS(cublasSetStream(blas_, as_cuda(stream_)));
+    MG_CUBLAS(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // plain IEEE float64
     cusolverDnHandle_t solver = nullptr;
     MG_CUSOLVER(cusolverDnCreate(&solver));
     solver_ = solver;
@@ -179,6 +240,7 @@ class CudaSpectra final : public Spectra {
   ~CudaSpectra() override {
     if (params_) cusolverDnDestroyParams(params_);
     if (solver_) cusolverDnDestroy(solver_);
+    if (blas_) cublasDestroy(blas_);
   }
 
   void zero_grams() override {
@@ -203,24 +265,34 @@ class CudaSpectra final : public Spectra {
       fail("telemetry", "summing activation Grams over several GPUs is not built yet");
   }
 
+  // trace / λ_max, λ_max by Lanczos (lanczos_lambda_max): the Grams are read, not copied.
   std::vector<double> gram_stable_ranks(const std::vector<size_t>& ks) override {
     std::vector<double> out(ks.size(), NAN);
-    for (const auto& [w, members] : by_size(ks, [&](size_t j) { return grams_.at(ks[j]).width; }))
-      for (size_t at = 0; at < members.size(); at += size_t(batch_.at(w))) {
-        const size_t count = std::min(members.size() - at, size_t(batch_.at(w)));
-        for (size_t c = 0; c < count; ++c)
-          MG_CUDA(cudaMemcpyAsync(a64_ + c * size_t(w * w), grams_[ks[members[at + c]]].sum,
-                                  size_t(w * w) * 8, cudaMemcpyDeviceToDevice, as_cuda(stream_)));
-        MG_CUDA(cudaMemsetAsync(flags_, 0, count * sizeof(int), as_cuda(stream_)));
-        trace_flag_kernel<<<unsigned(count), kThreads, 0, as_cuda(stream_)>>>(a64_, w, sums_,
-                                                                              flags_);
-        MG_KERNEL_CHECK("trace_flag_kernel");
-        const Eigen e = eigenvalues(w, int64_t(count), /*traces=*/true);
-        for (size_t c = 0; c < count; ++c) {
-          const double trace = e.traces[c], top = e.values[c * size_t(w) + size_t(w) - 1];
-          if (!e.bad[c] && trace > 0 && top > 0) out[members[at + c]] = trace / top;
-        }
-      }
+    for (const auto& [w, members] : by_size(ks, [&](size_t j) { return grams_.at(ks[j]).width; })) {
+      const int64_t count = int64_t(members.size());
+      std::vector<const double*> mats;
+      for (size_t m : members) mats.push_back(grams_[ks[m]].sum);
+      MG_CUDA(cudaMemcpyAsync(lz_.ptrs, mats.data(), mats.size() * sizeof(void*),
+                              cudaMemcpyHostToDevice, as_cuda(stream_)));
+      MG_CUDA(cudaMemsetAsync(flags_, 0, size_t(count) * sizeof(int), as_cuda(stream_)));
+      trace_flag_kernel<<<unsigned(count), kThreads, 0, as_cuda(stream_)>>>(lz_.ptrs, w, sums_,
+                                                                            flags_);
+      MG_KERNEL_CHECK("trace_flag_kernel");
+      std::vector<double> traces(static_cast<size_t>(count));
+      std::vector<int> bad(static_cast<size_t>(count));
+      MG_CUDA(cudaMemcpyAsync(traces.data(), sums_, traces.size() * 8, cudaMemcpyDeviceToHost,
+                              as_cuda(stream_)));
+      MG_CUDA(cudaMemcpyAsync(bad.data(), flags_, bad.size() * sizeof(int), cudaMemcpyDeviceToHost,
+                              as_cuda(stream_)));
+      MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+      std::vector<bool> wanted(static_cast<size_t>(count));
+      for (int64_t c = 0; c < count; ++c)
+        wanted[size_t(c)] = !bad[size_t(c)] && traces[size_t(c)] > 0;
+      const std::vector<double> top = lanczos_lambda_max(mats, w, wanted);
+      for (int64_t c = 0; c < count; ++c)
+        if (wanted[size_t(c)] && top[size_t(c)] > 0)
+          out[members[size_t(c)]] = traces[size_t(c)] / top[size_t(c)];
+    }
     return out;
   }
 
@@ -308,6 +380,91 @@ class CudaSpectra final : public Spectra {
     return groups;
   }
 
+  // λ_max of symmetric positive semi-definite [n, n] float64 matrices (device), all advanced
+  // together: Lanczos from a fixed start vector with full reorthogonalisation (classical
+  // Gram–Schmidt, twice), up to lanczos_steps(n) steps. Every kCheckEvery steps the host takes
+  // the Ritz values of the small projected matrices; a matrix is done when its top Ritz pair's
+  // residual β_j·|s_j| is below kLanczosTol·θ (then |λ_max − θ| ≤ that residual), after a
+  // breakdown (β = 0: an invariant subspace, exact) or at n steps. θ ≤ λ_max always. Matrices
+  // not `wanted` (zero or non-finite) are skipped (NaN).
+  std::vector<double> lanczos_lambda_max(const std::vector<const double*>& mats, int64_t n,
+                                         const std::vector<bool>& wanted) {
+    const int64_t count = int64_t(mats.size()), K = lanczos_steps(n);
+    std::vector<double> theta(size_t(count), NAN);
+    std::vector<bool> done(static_cast<size_t>(count));
+    int64_t left = 0;
+    for (int64_t c = 0; c < count; ++c) {
+      done[size_t(c)] = !wanted[size_t(c)];
+      left += !done[size_t(c)];
+    }
+    if (left == 0) return theta;
+    const cudaStream_t s = as_cuda(stream_);
+    const double one = 1, zero = 0, minus_one = -1;
+    // Pointer arrays for the batched C·v: matrices, then v_j and w of each (set per step).
+    std::vector<const double*> ptrs(size_t(3 * count));
+    MG_CUDA(cudaMemsetAsync(lz_.H, 0, size_t(count * K * (K + 1)) * 8, s));
+    lanczos_start_kernel<<<unsigned(count), kThreads, 0, s>>>(lz_.W, n);
+    MG_KERNEL_CHECK("lanczos_start_kernel");
+    lanczos_normalize_kernel<<<unsigned(count), kThreads, 0, s>>>(lz_.V, lz_.H, lz_.W, lz_.h2, n, K,
+                                                                  -1);
+    MG_KERNEL_CHECK("lanczos_normalize_kernel");
+    const int64_t sv = (K + 1) * n, sh = K * (K + 1);  // per-matrix strides of V and H
+    std::vector<double> H(size_t(count * sh));
+    for (int64_t j = 0; j < K && left > 0; ++j) {
+      for (int64_t c = 0; c < count; ++c) {
+        ptrs[size_t(c)] = mats[size_t(c)];
+        ptrs[size_t(count + c)] = lz_.V + c * sv + j * n;
+        ptrs[size_t(2 * count + c)] = lz_.W + c * n;
+      }
+      MG_CUDA(cudaMemcpyAsync(lz_.ptrs, ptrs.data(), ptrs.size() * sizeof(void*),
+                              cudaMemcpyHostToDevice, s));
+      MG_CUDA(cudaStreamSynchronize(s));  // ptrs is reused by the next step
+      // w = C v_j (C symmetric: its row-major layout reads the same as column-major)
+      MG_CUBLAS(cublasDgemvBatched(
+          blas_, CUBLAS_OP_N, int(n), int(n), &one, lz_.ptrs, int(n), lz_.ptrs + count, 1, &zero,
+          const_cast<double* const*>(lz_.ptrs + 2 * count), 1, int(count)));
+      // h = V_{0..j}ᵀ w into H's row j; w −= V_{0..j} h; then once more into h2.
+      for (int pass = 0; pass < 2; ++pass) {
+        double* h = pass == 0 ? lz_.H + j * (K + 1) : lz_.h2;
+        const int64_t sh_pass = pass == 0 ? sh : K + 1;
+        MG_CUBLAS(cublasDgemvStridedBatched(blas_, CUBLAS_OP_T, int(n), int(j + 1), &one, lz_.V,
+                                            int(n), sv, lz_.W, 1, n, &zero, h, 1, sh_pass,
+                                            int(count)));
+        MG_CUBLAS(cublasDgemvStridedBatched(blas_, CUBLAS_OP_N, int(n), int(j + 1), &minus_one,
+                                            lz_.V, int(n), sv, h, 1, sh_pass, &one, lz_.W, 1, n,
+                                            int(count)));
+      }
+      lanczos_normalize_kernel<<<unsigned(count), kThreads, 0, s>>>(lz_.V, lz_.H, lz_.W, lz_.h2, n,
+                                                                    K, j);
+      MG_KERNEL_CHECK("lanczos_normalize_kernel");
+      const int64_t m = j + 1;  // size of the projected matrix
+      if (m % kCheckEvery != 0 && m != K) continue;
+      MG_CUDA(cudaMemcpyAsync(H.data(), lz_.H, H.size() * 8, cudaMemcpyDeviceToHost, s));
+      MG_CUDA(cudaStreamSynchronize(s));
+      for (int64_t c = 0; c < count; ++c) {
+        if (done[size_t(c)]) continue;
+        const double* hc = H.data() + c * sh;  // row r: column r of the projection
+        double scale = 0;
+        std::vector<double> T(static_cast<size_t>(m * m), 0.0), ev(static_cast<size_t>(m));
+        for (int64_t a = 0; a < m; ++a)
+          for (int64_t b = a; b < m; ++b) {  // symmetrised: (H[a][b] + H[b][a]) / 2
+            const double hab = hc[b * (K + 1) + a], hba = b == a + 1 ? hc[a * (K + 1) + b] : hab;
+            T[size_t(a * m + b)] = T[size_t(b * m + a)] = 0.5 * (hab + hba);
+            scale = std::max(scale, std::abs(hab));
+          }
+        sym_eig(m, T.data(), ev.data());
+        const double beta = hc[(m - 1) * (K + 1) + m];  // ‖w‖ after step m − 1
+        const double residual = beta * std::abs(T[size_t((m - 1) * m + (m - 1))]);
+        theta[size_t(c)] = ev[size_t(m - 1)];
+        if (residual <= kLanczosTol * theta[size_t(c)] || beta <= 1e-14 * scale || m == n) {
+          done[size_t(c)] = true;
+          --left;
+        }
+      }
+    }
+    return theta;
+  }
+
   // Eigenvalues of the `count` [n, n] float64 matrices at a64_ (flags_ already set: flagged ones
   // are zeroed first), with the traces at sums_ when asked for. Synchronises.
   Eigen eigenvalues(int64_t n, int64_t count, bool traces) {
@@ -351,8 +508,15 @@ class CudaSpectra final : public Spectra {
     return e;
   }
 
+  struct LanczosBuffers {
+    double *V = nullptr, *W = nullptr, *H = nullptr, *h2 = nullptr;
+    const double** ptrs = nullptr;  // [3 · Grams of one width]
+  };
+
   CudaStream stream_;
   EigMode mode_;
+  LanczosBuffers lz_;
+  cublasHandle_t blas_ = nullptr;
   std::map<int64_t, int64_t> batch_;  // Gram size → matrices per eigensolver call
   Arena arena_ = Arena::counting(Device::cuda);
   std::vector<Gram> grams_;

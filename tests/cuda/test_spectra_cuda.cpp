@@ -106,10 +106,11 @@ TEST(CudaSpectra, DistancesMatchTheHost) {
   EXPECT_EQ(spectra->distances2({{da.get(), 600, 501}}, {{db.get(), 600, 501}})[0], got[0]);
 }
 
-// Gram stable ranks: micro-batches accumulate, bf16 activations work, Grams wider than one
-// eigensolver batch holds (3072² float64 = 72 MiB: three per 256 MiB batch, so four need two
-// calls), zero and non-finite Grams give NaN. The reference uses the small Gram A·Aᵀ (rows ×
-// rows, the same non-zero eigenvalues and trace) so that the host solve stays cheap.
+// Gram stable ranks (λ_max by Lanczos on the GPU, a full eigensolve on the host): micro-batches
+// accumulate, bf16 activations work, Grams of two widths (3072: more than the 160 Lanczos steps
+// a Gram gets, though rank 96 here; 40: fewer), zero and non-finite Grams give NaN. The
+// reference uses the small Gram A·Aᵀ (rows × rows, the same non-zero eigenvalues and trace) so
+// that the host solve stays cheap.
 TEST(CudaSpectra, GramStableRanksMatchTheHost) {
   MG_REQUIRE_GPU();
   const int64_t rows = 48, wide = 3072, narrow = 40;
@@ -169,11 +170,33 @@ TEST(CudaSpectra, GramStableRanksMatchTheHost) {
       EXPECT_TRUE(std::isnan(st[6]));
       EXPECT_GT(st[0], 1.0);
       // The Grams survive the solve and start again from zero.
-      // (Alone rather than in a batch of three: the batched solver may round differently.)
+      // (Alone rather than in a batch: the batched products may round differently.)
       EXPECT_NEAR(spectra->gram_stable_ranks({2})[0], st[2], 1e-9 * st[2]);
       spectra->zero_grams();
       EXPECT_TRUE(std::isnan(spectra->gram_stable_ranks({0})[0]));
     });
+}
+
+// A full-rank Gaussian activation: its Gram's top eigenvalues crowd together (Marchenko–Pastur
+// edge), the slow case for Lanczos (about 80 steps at width 512 in a NumPy model of the same
+// algorithm). Reference: the float64 Gram and a full host eigensolve; 1e-5 covers the GPU's
+// float32 Gram.
+TEST(CudaSpectra, LanczosConvergesOnAClusteredSpectrum) {
+  MG_REQUIRE_GPU();
+  const int64_t rows = 2048, w = 512;
+  const auto a = gaussian(rows * w, 99);
+  std::vector<double> C(size_t(w * w));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < w; ++i) {
+      const double x = a[size_t(r * w + i)];
+      for (int64_t j = 0; j < w; ++j) C[size_t(i * w + j)] += x * a[size_t(r * w + j)];
+    }
+  const double want = gram_stable_rank(C, w);
+  DeviceArray<float> dev(a);
+  auto spectra = make_cuda_spectra({w}, {}, nullptr);
+  spectra->zero_grams();
+  spectra->add_gram(0, Tensor(dev.get(), DType::f32, {rows, w}, Device::cuda));
+  EXPECT_NEAR(spectra->gram_stable_ranks({0})[0], want, 1e-5 * want);
 }
 
 TEST(CudaSpectra, RejectsWrongActivationsAndModes) {
