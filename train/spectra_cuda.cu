@@ -172,8 +172,9 @@ class CudaSpectra final : public Spectra {
     for (auto [rows, cols] : matrices) ++how_many[std::min(rows, cols)];
     std::map<int64_t, int64_t> of_width;  // activation Grams per width: one Lanczos batch each
     for (int64_t w : widths) ++of_width[w];
-    int64_t basis = 0, work = 0, proj = 0, grams = 0;
+    int64_t basis = 0, work = 0, proj = 0, grams = 0, widest = 0;
     for (auto [w, count] : of_width) {
+      widest = std::max(widest, w);
       const int64_t K = lanczos_steps(w);
       basis = std::max(basis, count * (K + 1) * w);
       work = std::max(work, count * w);
@@ -194,7 +195,8 @@ class CudaSpectra final : public Spectra {
       for (int64_t w : widths)
         grams_.push_back({w, static_cast<double*>(a.alloc_bytes(size_t(w * w) * 8))});
       a64_ = static_cast<double*>(a.alloc_bytes(size_t(batch_elems) * 8));
-      f32_ = static_cast<float*>(a.alloc_bytes(size_t(batch_elems) * 4));
+      // The float32 Grams of a batch, or of one micro-batch's activation (add_gram).
+      f32_ = static_cast<float*>(a.alloc_bytes(size_t(std::max(batch_elems, widest * widest)) * 4));
       eig_ = static_cast<double*>(a.alloc_bytes(size_t(eig_elems) * 8));
       partials_ = static_cast<double*>(a.alloc_bytes(size_t(kPartials * most_) * 8));
       sums_ = static_cast<double*>(a.alloc_bytes(size_t(most_) * 8));
