@@ -88,6 +88,9 @@ cat "$tmp/torch.json"
 
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git status --porcelain 2>/dev/null) ]] && rev="$rev dirty"
+# A binary from tools/gpu_bundle.sh knows its own commit (the device machine's copy of .git may not).
+bundle_commit="$(dirname "$muongpt")/../commit"
+[[ -f $bundle_commit ]] && rev="$(head -1 "$bundle_commit") (the bundle's build)"
 if [[ $device == cuda ]]; then
   hw=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null |
     head -1 || true)
