@@ -40,6 +40,67 @@ double gram_stable_rank(const std::vector<double>& C, int64_t n) {
   return w.back() > 0 ? trace / w.back() : NAN;
 }
 
+double lanczos_check(const double* H, int64_t m, int64_t K, int64_t n, bool* done) {
+  std::vector<double> T(static_cast<size_t>(m * m), 0.0), ev(static_cast<size_t>(m));
+  double scale = 0;
+  for (int64_t a = 0; a < m; ++a)
+    for (int64_t b = a; b < m; ++b) {  // symmetrised: (H[a][b] + H[b][a]) / 2, H Hessenberg
+      const double hab = H[b * (K + 1) + a], hba = b == a + 1 ? H[a * (K + 1) + b] : hab;
+      T[size_t(a * m + b)] = T[size_t(b * m + a)] = 0.5 * (hab + hba);
+      scale = std::max(scale, std::abs(hab));
+    }
+  sym_eig(m, T.data(), ev.data());  // T now holds the eigenvectors as columns
+  const double theta = ev[size_t(m - 1)], beta = H[(m - 1) * (K + 1) + m];
+  const double residual = beta * std::abs(T[size_t((m - 1) * m + (m - 1))]);
+  *done = residual <= kLanczosTol * theta || beta <= 1e-14 * scale || m == n;
+  return theta;
+}
+
+double lanczos_lambda_max(const double* C, int64_t n) {
+  const int64_t K = lanczos_steps(n);
+  std::vector<double> V(static_cast<size_t>((K + 1) * n)), H(static_cast<size_t>(K * (K + 1))),
+      w(static_cast<size_t>(n)), h2(static_cast<size_t>(K + 1));
+  // v_row = w / ‖w‖, or zero after a breakdown; returns ‖w‖ (0 after a breakdown).
+  auto normalize_into = [&](int64_t row, double largest_projection) {
+    double ss = 0;
+    for (double x : w) ss += x * x;
+    double beta = std::sqrt(ss);
+    if (lanczos_breakdown(beta, largest_projection)) beta = 0;
+    const double inv = beta > 0 ? 1.0 / beta : 0.0;
+    for (int64_t i = 0; i < n; ++i) V[size_t(row * n + i)] = w[size_t(i)] * inv;
+    return beta;
+  };
+  for (int64_t i = 0; i < n; ++i) w[size_t(i)] = lanczos_start(i);
+  normalize_into(0, 0.0);
+  double theta = 0;
+  for (int64_t j = 0; j < K; ++j) {
+    gemm<double>(false, false, n, 1, n, 1.0, C, n, &V[size_t(j * n)], 1, 0.0, w.data(), 1);
+    double* h = &H[size_t(j * (K + 1))];
+    for (int pass = 0; pass < 2; ++pass) {  // w −= V_{0..j} (V_{0..j}ᵀ w), twice
+      double* coef = pass == 0 ? h : h2.data();
+      for (int64_t r = 0; r <= j; ++r) {
+        double d = 0;
+        for (int64_t i = 0; i < n; ++i) d += V[size_t(r * n + i)] * w[size_t(i)];
+        coef[r] = d;
+      }
+      for (int64_t r = 0; r <= j; ++r)
+        for (int64_t i = 0; i < n; ++i) w[size_t(i)] -= coef[r] * V[size_t(r * n + i)];
+    }
+    double largest = 0;
+    for (int64_t r = 0; r <= j; ++r) {
+      h[r] += h2[size_t(r)];
+      largest = std::max(largest, std::abs(h[r]));
+    }
+    h[j + 1] = normalize_into(j + 1, largest);
+    const int64_t m = j + 1;
+    if (m % kLanczosCheckEvery != 0 && m != K) continue;
+    bool done = false;
+    theta = lanczos_check(H.data(), m, K, n, &done);
+    if (done) break;
+  }
+  return theta;
+}
+
 namespace {
 
 class CpuSpectra final : public Spectra {
@@ -68,7 +129,19 @@ class CpuSpectra final : public Spectra {
   }
   std::vector<double> gram_stable_ranks(const std::vector<size_t>& ks) override {
     std::vector<double> out;
-    for (size_t k : ks) out.push_back(gram_stable_rank(grams_.at(k).sum, grams_.at(k).width));
+    for (size_t k : ks) {
+      const Gram& g = grams_.at(k);
+      double trace = 0;
+      for (int64_t i = 0; i < g.width; ++i) trace += g.sum[size_t(i * g.width + i)];
+      bool finite = true;
+      for (double c : g.sum) finite &= std::isfinite(c);
+      if (!finite || trace <= 0) {  // non-finite or zero: undefined, never fed to Lanczos
+        out.push_back(NAN);
+        continue;
+      }
+      const double top = lanczos_lambda_max(g.sum.data(), g.width);
+      out.push_back(top > 0 ? trace / top : NAN);
+    }
     return out;
   }
   std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& ms) override {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/hd.h"
 #include "core/tensor.h"
 
 namespace muongpt {
@@ -38,8 +39,40 @@ struct MatrixRef {
 // Host reference versions (the CPU backend uses them; tests compare the GPU against them).
 // Spectrum of G [m, n] through the eigenvalues of its smaller Gram matrix.
 MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n);
-// Stable rank trace(C) / λ_max(C) of a symmetric positive semi-definite Gram matrix C [n, n].
+// Stable rank trace(C) / λ_max(C) of a symmetric positive semi-definite Gram matrix C [n, n],
+// λ_max from a full LAPACK eigensolve (the reference the Lanczos backends are tested against).
 double gram_stable_rank(const std::vector<double>& C, int64_t n);
+
+// λ_max of an activation Gram by Lanczos, on both backends (docs/telemetry.md, "On the GPU"):
+// full reorthogonalisation (classical Gram–Schmidt twice) from a fixed start vector, at most
+// lanczos_steps(n) steps, a convergence check every kLanczosCheckEvery.
+constexpr int64_t kLanczosMax = 160, kLanczosCheckEvery = 8;
+constexpr double kLanczosTol = 1e-9;
+inline int64_t lanczos_steps(int64_t n) {
+  return n < kLanczosMax ? n : kLanczosMax;
+}
+// Entry r of the (unnormalised) start vector: a fixed pseudo-random value in [−0.5, 0.5).
+MG_HD double lanczos_start(int64_t r) {
+  uint64_t x = uint64_t(r) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return double(x >> 11) * 0x1.0p-53 - 0.5;
+}
+// A step breaks down when what is left of C·v_j after the reorthogonalisation, β, is below
+// 1e-10 of the largest projection |v_rᵀ C v_j|: the Krylov space is (numerically) invariant, and
+// normalising the remainder, mostly rounding noise, would bring back directions already found.
+// β is then taken as 0 and the basis ends there (lanczos_check sees the breakdown).
+MG_HD bool lanczos_breakdown(double beta, double largest_projection) {
+  return beta <= 1e-10 * largest_projection;
+}
+// One convergence check. H holds the projection's first m columns, column r as row r of H (row
+// stride K + 1): v_0..v_r · C v_r, then β_r = ‖w‖ after step r. Returns the top Ritz value θ
+// (≤ λ_max) and sets *done when its residual β·|s| ≤ kLanczosTol·θ (then |λ_max − θ| is at most
+// that), after a breakdown (β ≈ 0: an invariant subspace) or at m = n.
+double lanczos_check(const double* H, int64_t m, int64_t K, int64_t n, bool* done);
+// λ_max of a symmetric positive semi-definite C [n, n] (host memory).
+double lanczos_lambda_max(const double* C, int64_t n);
 
 class Spectra {
  public:
@@ -51,8 +84,7 @@ class Spectra {
   virtual void add_gram(size_t k, const Tensor& activation) = 0;
   // Sums every Gram over the ranks (collective).
   virtual void sum_grams(Comm& comm) = 0;
-  // trace / λ_max of the Grams `ks` (NaN for a zero or non-finite one). May destroy them: call
-  // zero_grams() before accumulating again.
+  // trace / λ_max of the Grams `ks` (NaN for a zero or non-finite one), λ_max by Lanczos.
   virtual std::vector<double> gram_stable_ranks(const std::vector<size_t>& ks) = 0;
 
   // Spectra of matrices in the backend's memory.

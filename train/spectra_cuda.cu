@@ -17,7 +17,6 @@
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "core/gemm_cuda.h"
-#include "core/linalg.h"
 
 namespace muongpt {
 
@@ -27,15 +26,6 @@ constexpr int kThreads = 256;
 constexpr int kPartials = 64;  // blocks per squared-norm reduction: fixed, so the sum is too
 // Largest float64 batch handed to the eigensolver at once; bigger sets run in chunks.
 constexpr size_t kBatchBytes = size_t(256) << 20;
-// Lanczos for the activation Grams' λ_max: at most kLanczosMax steps (n for smaller Grams), a
-// convergence check every kCheckEvery, done at a relative residual of kLanczosTol.
-constexpr int64_t kLanczosMax = 160, kCheckEvery = 8;
-constexpr double kLanczosTol = 1e-9;
-
-int64_t lanczos_steps(int64_t n) {
-  return std::min(n, kLanczosMax);
-}
-
 cudaStream_t as_cuda(CudaStream s) {
   return static_cast<cudaStream_t>(s);
 }
@@ -79,15 +69,24 @@ __global__ void zero_flagged_kernel(double* A, int64_t per, const int* bad) {
     A[blockIdx.y * per + i] = 0.0;
 }
 
-__device__ double block_sum(double v) {
+// Σ (or max) of v over the block, returned to every thread; safe to call repeatedly.
+template <bool kMax = false>
+__device__ double block_reduce(double v) {
   __shared__ double s[kThreads];
+  __syncthreads();  // a previous call's threads may still be reading s[0]
   s[threadIdx.x] = v;
   __syncthreads();
   for (int h = kThreads / 2; h > 0; h /= 2) {
-    if (int(threadIdx.x) < h) s[threadIdx.x] += s[threadIdx.x + h];
+    if (int(threadIdx.x) < h)
+      s[threadIdx.x] =
+          kMax ? fmax(s[threadIdx.x], s[threadIdx.x + h]) : s[threadIdx.x] + s[threadIdx.x + h];
     __syncthreads();
   }
   return s[0];
+}
+
+__device__ double block_sum(double v) {
+  return block_reduce<false>(v);
 }
 
 // partial[blockIdx.x] = Σ (a − b)² over a fixed strided share of the elements (b may be null).
@@ -124,33 +123,33 @@ __global__ void trace_flag_kernel(const double* const* mats, int64_t w, double* 
 // Lanczos, one block per matrix i of the batch: basis V_i [K + 1, n] (row r = v_r), projections
 // H_i [K, K + 1] (row j = column j of the Hessenberg matrix: v_0..v_j · C v_j, then β_j), work
 // vector w_i [n]. Ends iteration j (j = −1: the start): adds the second reorthogonalisation's
-// coefficients h2_i [K + 1] to H_i's row j, then β = ‖w_i‖ becomes H_i[j][j + 1] and
-// v_{j+1} = w_i / β (zero after a breakdown, β = 0).
+// coefficients h2_i [K + 1] to H_i's row j, then β = ‖w_i‖ (0 after a breakdown,
+// lanczos_breakdown) becomes H_i[j][j + 1] and v_{j+1} = w_i / β (zero after a breakdown).
 __global__ void lanczos_normalize_kernel(double* V, double* H, double* W, const double* h2,
                                          int64_t n, int64_t K, int64_t j) {
   const int64_t i = blockIdx.x;
   double* w = W + i * n;
   double* h = j >= 0 ? H + i * K * (K + 1) + j * (K + 1) : nullptr;
+  double largest = 0;
   if (h)
-    for (int64_t r = threadIdx.x; r <= j; r += blockDim.x) h[r] += h2[i * (K + 1) + r];
+    for (int64_t r = threadIdx.x; r <= j; r += blockDim.x) {
+      h[r] += h2[i * (K + 1) + r];
+      largest = fmax(largest, fabs(h[r]));
+    }
+  largest = block_reduce<true>(largest);
   double acc = 0;
   for (int64_t r = threadIdx.x; r < n; r += blockDim.x) acc += w[r] * w[r];
-  const double beta = sqrt(block_sum(acc));
+  double beta = sqrt(block_sum(acc));
+  if (lanczos_breakdown(beta, largest)) beta = 0;
   if (h && threadIdx.x == 0) h[j + 1] = beta;
   double* v = V + i * (K + 1) * n + (j + 1) * n;
   const double inv = beta > 0 ? 1.0 / beta : 0.0;
   for (int64_t r = threadIdx.x; r < n; r += blockDim.x) v[r] = w[r] * inv;
 }
 
-// A fixed pseudo-random start vector in every w_i (the same for every matrix and every run).
+// The start vector (lanczos_start, shared with the host) in every w_i.
 __global__ void lanczos_start_kernel(double* W, int64_t n) {
-  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
-    uint64_t x = uint64_t(r) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 29;
-    W[blockIdx.x * n + r] = double(x >> 11) * 0x1.0p-53 - 0.5;
-  }
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) W[blockIdx.x * n + r] = lanczos_start(r);
 }
 
 enum class EigMode { batched, loop };
@@ -267,7 +266,7 @@ class CudaSpectra final : public Spectra {
       fail("telemetry", "summing activation Grams over several GPUs is not built yet");
   }
 
-  // trace / λ_max, λ_max by Lanczos (lanczos_lambda_max): the Grams are read, not copied.
+  // trace / λ_max, λ_max by Lanczos (lanczos_batched): the Grams are read, not copied.
   std::vector<double> gram_stable_ranks(const std::vector<size_t>& ks) override {
     std::vector<double> out(ks.size(), NAN);
     for (const auto& [w, members] : by_size(ks, [&](size_t j) { return grams_.at(ks[j]).width; })) {
@@ -290,7 +289,7 @@ class CudaSpectra final : public Spectra {
       std::vector<bool> wanted(static_cast<size_t>(count));
       for (int64_t c = 0; c < count; ++c)
         wanted[size_t(c)] = !bad[size_t(c)] && traces[size_t(c)] > 0;
-      const std::vector<double> top = lanczos_lambda_max(mats, w, wanted);
+      const std::vector<double> top = lanczos_batched(mats, w, wanted);
       for (int64_t c = 0; c < count; ++c)
         if (wanted[size_t(c)] && top[size_t(c)] > 0)
           out[members[size_t(c)]] = traces[size_t(c)] / top[size_t(c)];
@@ -383,14 +382,11 @@ class CudaSpectra final : public Spectra {
   }
 
   // λ_max of symmetric positive semi-definite [n, n] float64 matrices (device), all advanced
-  // together: Lanczos from a fixed start vector with full reorthogonalisation (classical
-  // Gram–Schmidt, twice), up to lanczos_steps(n) steps. Every kCheckEvery steps the host takes
-  // the Ritz values of the small projected matrices; a matrix is done when its top Ritz pair's
-  // residual β_j·|s_j| is below kLanczosTol·θ (then |λ_max − θ| ≤ that residual), after a
-  // breakdown (β = 0: an invariant subspace, exact) or at n steps. θ ≤ λ_max always. Matrices
-  // not `wanted` (zero or non-finite) are skipped (NaN).
-  std::vector<double> lanczos_lambda_max(const std::vector<const double*>& mats, int64_t n,
-                                         const std::vector<bool>& wanted) {
+  // together by the Lanczos of spectra.h (the host's lanczos_lambda_max, batched): the steps on
+  // the device, lanczos_check on the host every kLanczosCheckEvery steps. Matrices not `wanted`
+  // (zero or non-finite) are skipped (NaN).
+  std::vector<double> lanczos_batched(const std::vector<const double*>& mats, int64_t n,
+                                      const std::vector<bool>& wanted) {
     const int64_t count = int64_t(mats.size()), K = lanczos_steps(n);
     std::vector<double> theta(size_t(count), NAN);
     std::vector<bool> done(static_cast<size_t>(count));
@@ -440,25 +436,14 @@ class CudaSpectra final : public Spectra {
                                                                     K, j);
       MG_KERNEL_CHECK("lanczos_normalize_kernel");
       const int64_t m = j + 1;  // size of the projected matrix
-      if (m % kCheckEvery != 0 && m != K) continue;
+      if (m % kLanczosCheckEvery != 0 && m != K) continue;
       MG_CUDA(cudaMemcpyAsync(H.data(), lz_.H, H.size() * 8, cudaMemcpyDeviceToHost, s));
       MG_CUDA(cudaStreamSynchronize(s));
       for (int64_t c = 0; c < count; ++c) {
         if (done[size_t(c)]) continue;
-        const double* hc = H.data() + c * sh;  // row r: column r of the projection
-        double scale = 0;
-        std::vector<double> T(static_cast<size_t>(m * m), 0.0), ev(static_cast<size_t>(m));
-        for (int64_t a = 0; a < m; ++a)
-          for (int64_t b = a; b < m; ++b) {  // symmetrised: (H[a][b] + H[b][a]) / 2
-            const double hab = hc[b * (K + 1) + a], hba = b == a + 1 ? hc[a * (K + 1) + b] : hab;
-            T[size_t(a * m + b)] = T[size_t(b * m + a)] = 0.5 * (hab + hba);
-            scale = std::max(scale, std::abs(hab));
-          }
-        sym_eig(m, T.data(), ev.data());
-        const double beta = hc[(m - 1) * (K + 1) + m];  // ‖w‖ after step m − 1
-        const double residual = beta * std::abs(T[size_t((m - 1) * m + (m - 1))]);
-        theta[size_t(c)] = ev[size_t(m - 1)];
-        if (residual <= kLanczosTol * theta[size_t(c)] || beta <= 1e-14 * scale || m == n) {
+        bool converged = false;
+        theta[size_t(c)] = lanczos_check(H.data() + c * sh, m, K, n, &converged);
+        if (converged) {
           done[size_t(c)] = true;
           --left;
         }

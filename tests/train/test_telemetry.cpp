@@ -4,9 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "core/linalg.h"
+#include "core/rng.h"
 #include "testing/model_util.h"
+#include "train/spectra.h"
 #include "train/telemetry.h"
 
 extern "C" void dgesvd_(const char* jobu, const char* jobvt, const int* m, const int* n, double* a,
@@ -40,6 +45,77 @@ double svd_nuclear_rank(const std::vector<double>& s) {
   double f = 0, nuc = 0;
   for (double x : s) f += x * x, nuc += x;
   return nuc * nuc / f;
+}
+
+// λ_max by Lanczos (train/spectra.h) against LAPACK's full eigensolve, on the spectra that make
+// Lanczos work hardest: a Gaussian Gram (its top eigenvalues crowd together), a rank-deficient
+// one (breakdown), the identity (breakdown at once), two top eigenvalues 1e-9 apart, a diagonal
+// wider than the 160 steps, and zero. Tolerance 1e-9: the convergence test's residual bound.
+TEST(Telemetry, LanczosFindsTheLargestEigenvalue) {
+  auto gram = [](int64_t rows, int64_t n, uint64_t seed) {
+    Rng rng(seed);
+    std::vector<double> a(size_t(rows * n)), C(size_t(n * n));
+    for (double& x : a) x = rng.normal();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          C[size_t(i * n + j)] += a[size_t(r * n + i)] * a[size_t(r * n + j)];
+    return C;
+  };
+  auto diagonal = [](const std::vector<double>& d) {
+    const int64_t n = int64_t(d.size());
+    std::vector<double> C(size_t(n * n));
+    for (int64_t i = 0; i < n; ++i) C[size_t(i * n + i)] = d[size_t(i)];
+    return C;
+  };
+  std::vector<double> pair(200), wide(300);
+  for (size_t i = 0; i < pair.size(); ++i) pair[i] = 1.0 + double(i) / 400.0;
+  pair[199] = pair[198] * (1 + 1e-9);
+  for (size_t i = 0; i < wide.size(); ++i) wide[i] = std::sqrt(double(i + 1));
+  const std::vector<std::pair<std::string, std::vector<double>>> cases = {
+      {"gaussian 600 x 200", gram(600, 200, 1)},
+      {"rank 5 of 120", gram(5, 120, 2)},
+      {"identity", diagonal(std::vector<double>(50, 3.0))},
+      {"top pair 1e-9 apart", diagonal(pair)},
+      {"diagonal 300", diagonal(wide)},
+      {"one", diagonal({2.5})}};
+  for (const auto& [name, C] : cases) {
+    const int64_t n = int64_t(std::lround(std::sqrt(double(C.size()))));
+    std::vector<double> copy = C, w(static_cast<size_t>(n));
+    sym_eigvals(n, copy.data(), w.data());
+    EXPECT_NEAR(lanczos_lambda_max(C.data(), n), w.back(), 1e-9 * w.back()) << name;
+  }
+  EXPECT_EQ(lanczos_lambda_max(std::vector<double>(16, 0.0).data(), 4), 0.0);
+}
+
+// The CPU backend's Gram stable ranks (Lanczos) against gram_stable_rank (full eigensolve).
+TEST(Telemetry, CpuSpectraStableRanksMatchTheFullEigensolve) {
+  const std::vector<int64_t> widths = {64, 96, 64, 64};
+  auto spectra = make_cpu_spectra(widths);
+  spectra->zero_grams();
+  Rng rng(5);
+  std::vector<std::vector<double>> want(widths.size());
+  for (size_t k = 0; k < widths.size(); ++k) {
+    const int64_t w = widths[k], rows = 40 * int64_t(k + 1);
+    std::vector<float> a(size_t(rows * w));
+    for (float& x : a) x = float(rng.normal());
+    if (k == 2) std::fill(a.begin(), a.end(), 0.0f);  // zero Gram: NaN
+    if (k == 3) a[7] = NAN;                           // non-finite: NaN
+    spectra->add_gram(k, Tensor(a.data(), DType::f32, {rows, w}));
+    std::vector<double> C(size_t(w * w));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < w; ++i)
+        for (int64_t j = 0; j < w; ++j)
+          C[size_t(i * w + j)] += double(a[size_t(r * w + i)]) * a[size_t(r * w + j)];
+    want[k] = C;
+  }
+  const auto st = spectra->gram_stable_ranks({0, 1, 2, 3});
+  for (size_t k = 0; k < 2; ++k) {
+    const double ref = gram_stable_rank(want[k], widths[k]);
+    EXPECT_NEAR(st[k], ref, 1e-6 * ref) << k;  // float32 Gram vs the float64 one
+  }
+  EXPECT_TRUE(std::isnan(st[2]));
+  EXPECT_TRUE(std::isnan(st[3]));
 }
 
 TEST(Telemetry, MatrixRanksMatchSvd) {
