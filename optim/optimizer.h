@@ -105,6 +105,9 @@ class Optimizer {
   virtual std::span<const float> last_update(size_t i) const = 0;
 
   virtual const StepStats& last_step_stats() const = 0;
+  // Bytes this optimizer holds in the parameters' memory: state, scratch, workspaces and the ΔW
+  // buffers once recording has been on (for the memory line the trainer prints before step 0).
+  virtual size_t memory_bytes() const = 0;
   int64_t dualize_calls() const { return last_step_stats().dualize_calls; }
 
   const std::vector<Route>& routes() const { return routes_; }

@@ -123,6 +123,18 @@ class CpuOptimizer final : public Optimizer {
     ++steps_taken_;
   }
 
+  size_t memory_bytes() const override {
+    size_t floats =
+        send_.capacity() + recv_.capacity() + gather_.capacity() + u_.capacity() + o_.capacity();
+    for (const Param& p : params_)
+      floats += p.m.capacity() + p.v.capacity() + p.buf.capacity() + p.update.capacity();
+    size_t bytes = floats * sizeof(float);
+    for (const auto* f : {&ws_.f0, &ws_.f1, &ws_.f2, &ws_.f3}) bytes += f->capacity() * 4;
+    for (const auto* d : {&ws_.d0, &ws_.d1, &ws_.d2, &ws_.d3, &ws_.d4, &ws_.d5, &ws_.d6})
+      bytes += d->capacity() * 8;
+    return bytes;
+  }
+
   std::vector<SafetensorsTensor> state_tensors() const override {
     if (world_ > 1) gather_state();
     std::vector<SafetensorsTensor> out;

@@ -252,6 +252,9 @@ class CudaOptimizer final : public Optimizer {
   }
 
   const StepStats& last_step_stats() const override { return stats_; }
+  size_t memory_bytes() const override {
+    return arena_.capacity() + (delta_arena_ ? delta_arena_->capacity() : 0);
+  }
 
  private:
   struct Param {

@@ -149,6 +149,11 @@ class CpuSpectra final : public Spectra {
     for (const MatrixRef& m : ms) out.push_back(matrix_ranks(m.data, m.rows, m.cols));
     return out;
   }
+  size_t memory_bytes() const override {
+    size_t bytes = scratch_.capacity() * sizeof(float);
+    for (const Gram& g : grams_) bytes += g.sum.capacity() * sizeof(double);
+    return bytes;
+  }
   std::vector<double> distances2(const std::vector<MatrixRef>& a,
                                  const std::vector<MatrixRef>& b) override {
     MG_CHECK(a.size() == b.size(), "distances2: ", a.size(), " vs ", b.size(), " matrices");

@@ -89,6 +89,9 @@ class Spectra {
 
   // Spectra of matrices in the backend's memory.
   virtual std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& matrices) = 0;
+  // Bytes held in the backend's memory (Gram accumulators, batch buffers, workspaces).
+  virtual size_t memory_bytes() const = 0;
+
   // ‖a_i − b_i‖² per pair (same shapes), in float64.
   virtual std::vector<double> distances2(const std::vector<MatrixRef>& a,
                                          const std::vector<MatrixRef>& b) = 0;

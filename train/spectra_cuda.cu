@@ -342,6 +342,10 @@ class CudaSpectra final : public Spectra {
     return out;
   }
 
+  size_t memory_bytes() const override {
+    return arena_.capacity() + (workspace_ ? workspace_->capacity() : 0);
+  }
+
   std::vector<double> distances2(const std::vector<MatrixRef>& a,
                                  const std::vector<MatrixRef>& b) override {
     MG_CHECK(a.size() == b.size(), "distances2: ", a.size(), " vs ", b.size(), " matrices");

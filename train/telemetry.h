@@ -40,6 +40,8 @@ class RankTelemetry {
   RankTelemetry(TrainModel& model, int64_t every, Comm* comm = nullptr,
                 std::vector<int> owner = {});
 
+  // Bytes the telemetry holds where the model lives (0 when off).
+  size_t memory_bytes() const { return spectra_ ? spectra_->memory_bytes() : 0; }
   bool due(int64_t step) const { return every_ > 0 && (step <= 2 || step % every_ == 0); }
   void begin();
   void add_activations(TrainModel& model, const int32_t* idx, int64_t n_tokens);

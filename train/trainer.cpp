@@ -107,6 +107,10 @@ class Run {
     if (!cfg.data.val.empty())
       val_.emplace(cfg.data.val, cfg.data.val_tokens, B_, T_, comm.rank(), comm.world());
     model_->init_params(static_cast<uint64_t>(cfg.run.seed));
+    if (cfg.telemetry.every > 0) {  // the ΔW buffers now, not inside step 1
+      optimizer_->set_record_updates(true);
+      optimizer_->set_record_updates(false);
+    }
     if (resume_dir.empty()) return;
     Checkpoint ck(resume_dir);
     check_same_model(ck.model_config(), cfg.model, resume_dir);
@@ -124,10 +128,12 @@ class Run {
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::string describe() const {
     return fmt(
-        "model: %lld parameters on %s, %s; batch %lld x %lld tokens x %lld "
-        "micro-steps x %d ranks = %lld tokens/step; %zu train shards, %lld tokens",
+        "model: %lld parameters on %s, %s; optimizer %.1f MiB, telemetry %.1f MiB; batch %lld x "
+        "%lld tokens x %lld micro-steps x %d ranks = %lld tokens/step; %zu train shards, %lld "
+        "tokens",
         (long long)param_count(model_->specs()), model_->device().c_str(),
-        model_->describe_memory().c_str(), (long long)B_, (long long)T_, (long long)accum_,
+        model_->describe_memory().c_str(), optimizer_->memory_bytes() / 1048576.0,
+        telemetry_.memory_bytes() / 1048576.0, (long long)B_, (long long)T_, (long long)accum_,
         comm_.world(), (long long)tokens_per_step(), loader_.files().size(),
         (long long)loader_.total_tokens());
   }

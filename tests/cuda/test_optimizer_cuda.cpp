@@ -597,7 +597,11 @@ TEST(CudaOptimizer, RecordsTheAppliedUpdate) {
   EXPECT_EQ(opt->last_step_stats().adamw_params, 3);
   EXPECT_EQ(opt->last_step_stats().muon_params, 7);
 
+  const size_t held = opt->memory_bytes();
   opt->set_record_updates(true);
+  size_t numel = 0;
+  for (const ParamSpec& p : t.specs) numel += size_t(p.numel());
+  EXPECT_GE(opt->memory_bytes(), held + numel * sizeof(float));  // the ΔW buffer
   std::vector<std::vector<float>> before;
   for (size_t i = 0; i < t.specs.size(); ++i) before.push_back(t.gpu_values(i));
   t.set_grads(42);

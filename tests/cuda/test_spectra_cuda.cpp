@@ -74,6 +74,7 @@ TEST(CudaSpectra, MatrixRanksMatchTheHost) {
       refs.push_back({dev.back()->get(), shapes[i].first, shapes[i].second});
     }
     auto spectra = make_cuda_spectra({}, shapes, nullptr);
+    EXPECT_GE(spectra->memory_bytes(), 130u * 130 * 8);  // at least the largest float64 Gram
     const std::vector<MatrixRanks> got = spectra->ranks(refs);
     ASSERT_EQ(got.size(), shapes.size());
     for (size_t i = 0; i < shapes.size(); ++i) {

@@ -287,6 +287,28 @@ TEST(Optimizer, RecordsTheAppliedUpdateAndCountsDualizerCalls) {
   EXPECT_EQ(opt->last_step_stats().lr_scale, 0.8);
 }
 
+// memory_bytes() counts the state (AdamW: two moments per element; Muon: one buffer) and grows
+// by the ΔW buffers once recording has been used.
+TEST(Optimizer, ReportsTheMemoryItHolds) {
+  OptimConfig cfg;
+  Toy toy(4);
+  const auto routes = resolve_routing(toy.specs, cfg, "t", nullptr);
+  auto opt = Optimizer::create(routes, toy.slots(), cfg);
+  size_t state = 0, all = 0;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const size_t n = toy.values[i].size();
+    state += (routes[i].optimizer == "muon" ? 1 : 2) * n * sizeof(float);
+    all += n * sizeof(float);
+  }
+  const size_t before = opt->memory_bytes();
+  EXPECT_GE(before, state);
+  EXPECT_LT(before, state + 64 * 1024);  // plus scratch the size of the largest matrix
+  opt->set_record_updates(true);
+  toy.fill_grads(1);
+  opt->step(0, 1.0);
+  EXPECT_GE(opt->memory_bytes(), before + all);
+}
+
 TEST(Optimizer, CreateChecksRoutesAgainstSlots) {
   const OptimConfig cfg;
   Toy toy(7);
