@@ -8,6 +8,8 @@ extern "C" {
 // LAPACK (Fortran interface): divide-and-conquer symmetric eigensolver.
 void dsyevd_(const char* jobz, const char* uplo, const int* n, double* a, const int* lda, double* w,
              double* work, const int* lwork, int* iwork, const int* liwork, int* info);
+// Eigenvalues of a symmetric tridiagonal matrix (root-free QR), O(n²).
+void dsterf_(const int* n, double* d, double* e, int* info);
 }
 
 namespace muongpt {
@@ -43,6 +45,17 @@ void sym_eig(int64_t n, double* A, double* w) {
 }
 void sym_eigvals(int64_t n, double* A, double* w) {
   syevd('N', n, A, w);
+}
+
+void tridiag_eigvals(int64_t n64, double* d, double* e) {
+  if (n64 == 0) return;
+  MG_CHECK(n64 < (1 << 30), "eigenproblem too large: ", n64);
+  const int n = static_cast<int>(n64);
+  int info = 0;
+  dsterf_(&n, d, e, &info);
+  if (info != 0)
+    fail("lapack", "dsterf failed to converge on a ", n, "x", n, " tridiagonal matrix (info ", info,
+         ")");
 }
 
 }  // namespace muongpt

@@ -13,5 +13,8 @@ namespace muongpt {
 void sym_eig(int64_t n, double* A, double* w);
 // Eigenvalues only (ascending), cheaper; A is destroyed.
 void sym_eigvals(int64_t n, double* A, double* w);
+// Eigenvalues of the symmetric tridiagonal matrix with diagonal d[n] and off-diagonal e[n − 1],
+// in ascending order into d (e is destroyed). O(n²): the Lanczos checks (train/spectra.h).
+void tridiag_eigvals(int64_t n, double* d, double* e);
 
 }  // namespace muongpt

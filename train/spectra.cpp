@@ -9,7 +9,7 @@
 
 namespace muongpt {
 
-MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n) {
+MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n, bool nuclear) {
   MatrixRanks r;
   for (int64_t i = 0; i < m * n; ++i) r.fro2 += double(G[i]) * double(G[i]);
   if (!std::isfinite(r.fro2)) return {NAN, NAN, NAN};  // reported as null, never fed to LAPACK
@@ -23,6 +23,11 @@ MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n) {
   std::vector<double> C(gf.begin(), gf.end()), w(static_cast<size_t>(s));
   for (double c : C)
     if (!std::isfinite(c)) return {r.fro2, NAN, NAN};  // float32 Gram overflowed
+  if (!nuclear) {
+    r.spec2 = std::max(lanczos_lambda_max(C.data(), s), 0.0);
+    r.nuclear = NAN;
+    return r;
+  }
   sym_eigvals(s, C.data(), w.data());
   for (double e : w) r.nuclear += std::sqrt(std::max(e, 0.0));
   r.spec2 = std::max(w.back(), 0.0);
@@ -40,19 +45,18 @@ double gram_stable_rank(const std::vector<double>& C, int64_t n) {
   return w.back() > 0 ? trace / w.back() : NAN;
 }
 
-double lanczos_check(const double* H, int64_t m, int64_t K, int64_t n, bool* done) {
-  std::vector<double> T(static_cast<size_t>(m * m), 0.0), ev(static_cast<size_t>(m));
-  double scale = 0;
-  for (int64_t a = 0; a < m; ++a)
-    for (int64_t b = a; b < m; ++b) {  // symmetrised: (H[a][b] + H[b][a]) / 2, H Hessenberg
-      const double hab = H[b * (K + 1) + a], hba = b == a + 1 ? H[a * (K + 1) + b] : hab;
-      T[size_t(a * m + b)] = T[size_t(b * m + a)] = 0.5 * (hab + hba);
-      scale = std::max(scale, std::abs(hab));
-    }
-  sym_eig(m, T.data(), ev.data());  // T now holds the eigenvectors as columns
-  const double theta = ev[size_t(m - 1)], beta = H[(m - 1) * (K + 1) + m];
-  const double residual = beta * std::abs(T[size_t((m - 1) * m + (m - 1))]);
-  *done = residual <= kLanczosTol * theta || beta <= 1e-14 * scale || m == n;
+double lanczos_check(const double* H, int64_t m, int64_t K, int64_t n, double previous,
+                     bool* done) {
+  std::vector<double> d(static_cast<size_t>(m)), e(static_cast<size_t>(m));
+  bool breakdown = false;
+  for (int64_t r = 0; r < m; ++r) {
+    d[size_t(r)] = H[r * (K + 1) + r];
+    e[size_t(r)] = H[r * (K + 1) + r + 1];  // β_r; the last is not part of the projection
+    breakdown |= e[size_t(r)] == 0;
+  }
+  tridiag_eigvals(m, d.data(), e.data());
+  const double theta = d[size_t(m - 1)];
+  *done = breakdown || m == n || std::abs(theta - previous) <= kLanczosTol * std::abs(theta);
   return theta;
 }
 
@@ -93,9 +97,9 @@ double lanczos_lambda_max(const double* C, int64_t n) {
     }
     h[j + 1] = normalize_into(j + 1, largest);
     const int64_t m = j + 1;
-    if (m % kLanczosCheckEvery != 0 && m != K) continue;
+    if (!lanczos_check_due(m, K)) continue;
     bool done = false;
-    theta = lanczos_check(H.data(), m, K, n, &done);
+    theta = lanczos_check(H.data(), m, K, n, theta, &done);
     if (done) break;
   }
   return theta;
@@ -144,9 +148,9 @@ class CpuSpectra final : public Spectra {
     }
     return out;
   }
-  std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& ms) override {
+  std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& ms, bool nuclear) override {
     std::vector<MatrixRanks> out;
-    for (const MatrixRef& m : ms) out.push_back(matrix_ranks(m.data, m.rows, m.cols));
+    for (const MatrixRef& m : ms) out.push_back(matrix_ranks(m.data, m.rows, m.cols, nuclear));
     return out;
   }
   size_t memory_bytes() const override {

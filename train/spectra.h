@@ -37,19 +37,25 @@ struct MatrixRef {
 };
 
 // Host reference versions (the CPU backend uses them; tests compare the GPU against them).
-// Spectrum of G [m, n] through the eigenvalues of its smaller Gram matrix.
-MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n);
+// Spectrum of G [m, n] through the eigenvalues of its smaller Gram matrix. Without `nuclear`
+// only ‖G‖_F² and ‖G‖₂² are computed, the latter by Lanczos (nuclear is NaN).
+MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n, bool nuclear = true);
 // Stable rank trace(C) / λ_max(C) of a symmetric positive semi-definite Gram matrix C [n, n],
 // λ_max from a full LAPACK eigensolve (the reference the Lanczos backends are tested against).
 double gram_stable_rank(const std::vector<double>& C, int64_t n);
 
-// λ_max of an activation Gram by Lanczos, on both backends (docs/telemetry.md, "On the GPU"):
-// full reorthogonalisation (classical Gram–Schmidt twice) from a fixed start vector, at most
-// lanczos_steps(n) steps, a convergence check every kLanczosCheckEvery.
-constexpr int64_t kLanczosMax = 160, kLanczosCheckEvery = 8;
+// λ_max of a Gram by Lanczos, on both backends (docs/telemetry.md, "On the GPU"): full
+// reorthogonalisation (classical Gram–Schmidt twice) from a fixed start vector, at most
+// lanczos_steps(n) steps, a convergence check after 8, 16, 32, ... steps and the last (each
+// check is a dense eigensolve of the projection: doubling keeps their total near one of the
+// last size).
+constexpr int64_t kLanczosMax = 160;
 constexpr double kLanczosTol = 1e-9;
 inline int64_t lanczos_steps(int64_t n) {
   return n < kLanczosMax ? n : kLanczosMax;
+}
+inline bool lanczos_check_due(int64_t steps_done, int64_t max_steps) {
+  return steps_done == max_steps || (steps_done >= 8 && (steps_done & (steps_done - 1)) == 0);
 }
 // Entry r of the (unnormalised) start vector: a fixed pseudo-random value in [−0.5, 0.5).
 MG_HD double lanczos_start(int64_t r) {
@@ -67,10 +73,13 @@ MG_HD bool lanczos_breakdown(double beta, double largest_projection) {
   return beta <= 1e-10 * largest_projection;
 }
 // One convergence check. H holds the projection's first m columns, column r as row r of H (row
-// stride K + 1): v_0..v_r · C v_r, then β_r = ‖w‖ after step r. Returns the top Ritz value θ
-// (≤ λ_max) and sets *done when its residual β·|s| ≤ kLanczosTol·θ (then |λ_max − θ| is at most
-// that), after a breakdown (β ≈ 0: an invariant subspace) or at m = n.
-double lanczos_check(const double* H, int64_t m, int64_t K, int64_t n, bool* done);
+// stride K + 1): v_0..v_r · C v_r, then β_r = ‖w‖ after step r. With full reorthogonalisation
+// the projection is tridiagonal to rounding (α_r = H[r][r], β_r), so its top eigenvalue θ is
+// an O(m²) solve. θ grows towards λ_max from below; *done when it moved by at most
+// kLanczosTol·θ since the previous check (`previous`, 0 at the first; the checks double the
+// steps, and Lanczos converges faster than geometrically, so the error left is far smaller than
+// that move), after a breakdown (some β_r = 0: an invariant subspace, θ exact) or at m = n.
+double lanczos_check(const double* H, int64_t m, int64_t K, int64_t n, double previous, bool* done);
 // λ_max of a symmetric positive semi-definite C [n, n] (host memory).
 double lanczos_lambda_max(const double* C, int64_t n);
 
@@ -87,8 +96,9 @@ class Spectra {
   // trace / λ_max of the Grams `ks` (NaN for a zero or non-finite one), λ_max by Lanczos.
   virtual std::vector<double> gram_stable_ranks(const std::vector<size_t>& ks) = 0;
 
-  // Spectra of matrices in the backend's memory.
-  virtual std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& matrices) = 0;
+  // Spectra of matrices in the backend's memory (matrix_ranks: with `nuclear`, every eigenvalue
+  // of each Gram; without, λ_max by Lanczos and nuclear = NaN).
+  virtual std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& matrices, bool nuclear) = 0;
   // Bytes held in the backend's memory (Gram accumulators, batch buffers, workspaces).
   virtual size_t memory_bytes() const = 0;
 

@@ -184,6 +184,11 @@ class CudaSpectra final : public Spectra {
     for (auto [s, count] : how_many) {
       const int64_t fit = std::max<int64_t>(1, int64_t(kBatchBytes / (size_t(s * s) * 8)));
       batch_[s] = std::min(count, fit);
+      const int64_t K = lanczos_steps(s), c = batch_[s];  // the updates' λ_max, per batch
+      basis = std::max(basis, c * (K + 1) * s);
+      work = std::max(work, c * s);
+      proj = std::max(proj, c * K * (K + 1));
+      grams = std::max(grams, c);
       batch_elems = std::max(batch_elems, batch_[s] * s * s);
       eig_elems = std::max(eig_elems, batch_[s] * s);
       most = std::max(most, count);
@@ -297,7 +302,7 @@ class CudaSpectra final : public Spectra {
     return out;
   }
 
-  std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& ms) override {
+  std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& ms, bool nuclear) override {
     std::vector<MatrixRanks> out(ms.size());
     std::vector<MatrixRef> none(ms.size());
     const std::vector<double> fro2 = distances2(ms, none);
@@ -327,6 +332,25 @@ class CudaSpectra final : public Spectra {
         const dim3 grid(std::min(blocks_for(s * s), 1024u), unsigned(count));
         to_f64_flag_kernel<<<grid, kThreads, 0, as_cuda(stream_)>>>(a64_, f32_, s * s, flags_);
         MG_KERNEL_CHECK("to_f64_flag_kernel");
+        if (!nuclear) {  // λ_max only, by Lanczos on the batch's float64 Grams
+          std::vector<int> bad(count);
+          MG_CUDA(cudaMemcpyAsync(bad.data(), flags_, count * sizeof(int), cudaMemcpyDeviceToHost,
+                                  as_cuda(stream_)));
+          MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+          std::vector<const double*> mats;
+          std::vector<bool> wanted;
+          for (size_t c = 0; c < count; ++c) {
+            mats.push_back(a64_ + c * size_t(s * s));
+            wanted.push_back(!bad[c]);
+          }
+          const std::vector<double> top = lanczos_batched(mats, s, wanted);
+          for (size_t c = 0; c < count; ++c) {
+            MatrixRanks& r = out[todo[members[at + c]]];
+            r.spec2 = bad[c] ? NAN : std::max(top[c], 0.0);  // bad: the float32 Gram overflowed
+            r.nuclear = NAN;
+          }
+          continue;
+        }
         const Eigen e = eigenvalues(s, int64_t(count), /*traces=*/false);
         for (size_t c = 0; c < count; ++c) {
           MatrixRanks& r = out[todo[members[at + c]]];
@@ -387,7 +411,7 @@ class CudaSpectra final : public Spectra {
 
   // λ_max of symmetric positive semi-definite [n, n] float64 matrices (device), all advanced
   // together by the Lanczos of spectra.h (the host's lanczos_lambda_max, batched): the steps on
-  // the device, lanczos_check on the host every kLanczosCheckEvery steps. Matrices not `wanted`
+  // the device, lanczos_check on the host when lanczos_check_due. Matrices not `wanted`
   // (zero or non-finite) are skipped (NaN).
   std::vector<double> lanczos_batched(const std::vector<const double*>& mats, int64_t n,
                                       const std::vector<bool>& wanted) {
@@ -440,13 +464,14 @@ class CudaSpectra final : public Spectra {
                                                                     K, j);
       MG_KERNEL_CHECK("lanczos_normalize_kernel");
       const int64_t m = j + 1;  // size of the projected matrix
-      if (m % kLanczosCheckEvery != 0 && m != K) continue;
+      if (!lanczos_check_due(m, K)) continue;
       MG_CUDA(cudaMemcpyAsync(H.data(), lz_.H, H.size() * 8, cudaMemcpyDeviceToHost, s));
       MG_CUDA(cudaStreamSynchronize(s));
       for (int64_t c = 0; c < count; ++c) {
         if (done[size_t(c)]) continue;
         bool converged = false;
-        theta[size_t(c)] = lanczos_check(H.data() + c * sh, m, K, n, &converged);
+        const double previous = std::isnan(theta[size_t(c)]) ? 0.0 : theta[size_t(c)];
+        theta[size_t(c)] = lanczos_check(H.data() + c * sh, m, K, n, previous, &converged);
         if (converged) {
           done[size_t(c)] = true;
           --left;

@@ -96,7 +96,7 @@ void RankTelemetry::add_gradients(TrainModel& model) {
       which.push_back(i);
       grads.push_back({slots[i].grad, slots[i].shape[0], slots[i].shape[1]});
     }
-  const std::vector<MatrixRanks> r = spectra_->ranks(grads);
+  const std::vector<MatrixRanks> r = spectra_->ranks(grads, /*nuclear=*/true);
   for (size_t j = 0; j < which.size(); ++j) {
     const std::string& name = slots[which[j]].name;
     weights_[name] = {{"input", input_activation(name)},
@@ -137,8 +137,8 @@ nlohmann::json RankTelemetry::finish(
     deltas.push_back({delta.data(), slots[i].shape[0], slots[i].shape[1]});
     afters.push_back({slots[i].value, slots[i].shape[0], slots[i].shape[1]});
   }
-  const std::vector<MatrixRanks> u = spectra_->ranks(deltas);
-  const std::vector<double> before2 = spectra_->distances2(afters, deltas);  // W_after − ΔW
+  const std::vector<MatrixRanks> u = spectra_->ranks(deltas, /*nuclear=*/false);  // st only
+  const std::vector<double> before2 = spectra_->distances2(afters, deltas);       // W_after − ΔW
   for (size_t j = 0; j < which.size(); ++j) {
     nlohmann::json& w = weights_[slots[which[j]].name];
     w["update_st"] = num(u[j].stable_rank());

@@ -75,8 +75,10 @@ TEST(CudaSpectra, MatrixRanksMatchTheHost) {
     }
     auto spectra = make_cuda_spectra({}, shapes, nullptr);
     EXPECT_GE(spectra->memory_bytes(), 130u * 130 * 8);  // at least the largest float64 Gram
-    const std::vector<MatrixRanks> got = spectra->ranks(refs);
+    const std::vector<MatrixRanks> got = spectra->ranks(refs, /*nuclear=*/true);
+    const std::vector<MatrixRanks> top = spectra->ranks(refs, /*nuclear=*/false);  // Lanczos
     ASSERT_EQ(got.size(), shapes.size());
+    ASSERT_EQ(top.size(), shapes.size());
     for (size_t i = 0; i < shapes.size(); ++i) {
       const MatrixRanks want = matrix_ranks(host[i].data(), shapes[i].first, shapes[i].second);
       const std::string what = mode + " matrix " + std::to_string(i);
@@ -85,6 +87,9 @@ TEST(CudaSpectra, MatrixRanksMatchTheHost) {
       expect_rel(got[i].nuclear, want.nuclear, 1e-4, what + " nuclear");
       expect_rel(got[i].stable_rank(), want.stable_rank(), 1e-4, what + " st");
       expect_rel(got[i].nuclear_rank(), want.nuclear_rank(), 1e-4, what + " nr");
+      expect_rel(top[i].fro2, want.fro2, 1e-12, what + " fro2 (top only)");
+      expect_rel(top[i].spec2, want.spec2, 1e-4, what + " spec2 (top only)");
+      if (want.fro2 > 0) EXPECT_TRUE(std::isnan(top[i].nuclear)) << what;
     }
     EXPECT_EQ(got[5].fro2, 0.0);  // zero: defined norm, undefined ranks
     EXPECT_TRUE(std::isnan(got[5].stable_rank()));

@@ -50,7 +50,7 @@ double svd_nuclear_rank(const std::vector<double>& s) {
 // λ_max by Lanczos (train/spectra.h) against LAPACK's full eigensolve, on the spectra that make
 // Lanczos work hardest: a Gaussian Gram (its top eigenvalues crowd together), a rank-deficient
 // one (breakdown), the identity (breakdown at once), two top eigenvalues 1e-9 apart, a diagonal
-// wider than the 160 steps, and zero. Tolerance 1e-9: the convergence test's residual bound.
+// wider than the 160 steps, and zero. Tolerance 1e-9: the convergence test's threshold.
 TEST(Telemetry, LanczosFindsTheLargestEigenvalue) {
   auto gram = [](int64_t rows, int64_t n, uint64_t seed) {
     Rng rng(seed);
@@ -125,6 +125,10 @@ TEST(Telemetry, MatrixRanksMatchSvd) {
     std::vector<double> gd(m * n);
     for (int i = 0; i < m * n; ++i) gd[i] = g[i] = float(rng.normal());
     MatrixRanks r = matrix_ranks(g.data(), m, n);
+    MatrixRanks top = matrix_ranks(g.data(), m, n, /*nuclear=*/false);  // λ_max by Lanczos
+    EXPECT_EQ(top.fro2, r.fro2);
+    EXPECT_NEAR(top.spec2, r.spec2, 1e-9 * r.spec2) << m << "x" << n;
+    EXPECT_TRUE(std::isnan(top.nuclear));
     auto s = singular_values(gd, m, n);
     EXPECT_NEAR(r.stable_rank(), svd_stable_rank(s), 1e-4 * svd_stable_rank(s)) << m << "x" << n;
     EXPECT_NEAR(r.nuclear_rank(), svd_nuclear_rank(s), 1e-4 * svd_nuclear_rank(s)) << m << "x" << n;
