@@ -15,11 +15,24 @@ MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n, bool nuclear) {
   if (!std::isfinite(r.fro2)) return {NAN, NAN, NAN};  // reported as null, never fed to LAPACK
   if (r.fro2 == 0) return r;
   const int64_t s = std::min(m, n);
-  std::vector<float> gf(static_cast<size_t>(s * s));
-  if (n <= m)
-    gram(m, n, 1.0f, G, n, 0.0f, gf.data(), n);  // GᵀG [n, n]
-  else
+  std::vector<float> gf(static_cast<size_t>(s * s)), rows;
+  if (n <= m) {
+    // A tall gradient is often mostly zero rows (the embedding's: only the step's tokens). They
+    // add nothing to GᵀG, so the Gram is formed from the others when that saves half the work.
+    int64_t kept = 0;
+    for (int64_t i = 0; i < m; ++i)
+      kept += std::any_of(G + i * n, G + (i + 1) * n, [](float x) { return x != 0.0f; });
+    if (kept < m / 2) {
+      rows.reserve(size_t(kept * n));
+      for (int64_t i = 0; i < m; ++i)
+        if (std::any_of(G + i * n, G + (i + 1) * n, [](float x) { return x != 0.0f; }))
+          rows.insert(rows.end(), G + i * n, G + (i + 1) * n);
+    }
+    const float* A = rows.empty() ? G : rows.data();
+    gram(rows.empty() ? m : kept, n, 1.0f, A, n, 0.0f, gf.data(), n);  // GᵀG [n, n]
+  } else {
     gemm(false, true, m, m, n, 1.0f, G, n, G, n, 0.0f, gf.data(), m);  // GGᵀ [m, m]
+  }
   std::vector<double> C(gf.begin(), gf.end()), w(static_cast<size_t>(s));
   for (double c : C)
     if (!std::isfinite(c)) return {r.fro2, NAN, NAN};  // float32 Gram overflowed
