@@ -5,7 +5,15 @@
 
 #include <string>
 
+#include "core/device.h"
 #include "core/error.h"
+
+namespace muongpt {
+// The runtime API's name for our stream handle (CudaStream is CUstream_st*, as cudaStream_t).
+inline cudaStream_t as_cuda(CudaStream s) {
+  return static_cast<cudaStream_t>(s);
+}
+}  // namespace muongpt
 
 #define MG_CUDA(call)                                                                     \
   do {                                                                                    \

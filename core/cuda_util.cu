@@ -22,10 +22,6 @@ unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
 }
 
-cudaStream_t as_cuda(CudaStream s) {
-  return static_cast<cudaStream_t>(s);
-}
-
 void check_n(const char* what, int64_t n) {
   if (n < 0) fail("cuda_util", what, ": negative element count ", n);
 }

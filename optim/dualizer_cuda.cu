@@ -29,10 +29,6 @@ constexpr int64_t kChunkElems = 16 * kThreads;  // sum of squares: elements per 
 constexpr size_t kAlign = 256;
 constexpr int64_t kIntMax = 2147483647;
 
-cudaStream_t as_cuda(CudaStream s) {
-  return static_cast<cudaStream_t>(s);
-}
-
 unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
 }

@@ -37,10 +37,6 @@ namespace muongpt {
 
 namespace {
 
-cudaStream_t as_cuda(CudaStream s) {
-  return static_cast<cudaStream_t>(s);
-}
-
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {

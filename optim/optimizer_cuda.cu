@@ -18,10 +18,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 1 << 16;
 
-cudaStream_t as_cuda(CudaStream s) {
-  return static_cast<cudaStream_t>(s);
-}
-
 // Blocks along x for n elements per member, so that x·count blocks stay within kMaxBlocks-ish
 // (at least one per member); grid-stride loops cover the rest.
 unsigned blocks_x(int64_t n, int64_t count) {

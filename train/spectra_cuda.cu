@@ -26,17 +26,6 @@ constexpr int kThreads = 256;
 constexpr int kPartials = 64;  // blocks per squared-norm reduction: fixed, so the sum is too
 // Largest float64 batch handed to the eigensolver at once; bigger sets run in chunks.
 constexpr size_t kBatchBytes = size_t(256) << 20;
-cudaStream_t as_cuda(CudaStream s) {
-  return static_cast<cudaStream_t>(s);
-}
-
-#define MG_KERNEL_CHECK(name)                                                             \
-  do {                                                                                    \
-    cudaError_t mg_err_ = cudaGetLastError();                                             \
-    if (mg_err_ != cudaSuccess)                                                           \
-      fail("telemetry", "launch of ", name, " failed at ", __FILE__, ":", __LINE__, ": ", \
-           cudaGetErrorName(mg_err_));                                                    \
-  } while (0)
 
 unsigned blocks_for(int64_t n) {
   return unsigned(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, 65535));
@@ -263,7 +252,7 @@ class CudaSpectra final : public Spectra {
     gemm_cuda(stream_, true, false, w, w, x.size(0), 1.0f, x.raw(), w, x.raw(), w, 0.0f, f32_, w,
               x.dtype(), DType::f32);  // AᵀA
     add_to_f64_kernel<<<blocks_for(n), kThreads, 0, as_cuda(stream_)>>>(g.sum, f32_, n);
-    MG_KERNEL_CHECK("add_to_f64_kernel");
+    MG_CUDA(cudaGetLastError());
   }
 
   void sum_grams(Comm& comm) override {
@@ -283,7 +272,7 @@ class CudaSpectra final : public Spectra {
       MG_CUDA(cudaMemsetAsync(flags_, 0, size_t(count) * sizeof(int), as_cuda(stream_)));
       trace_flag_kernel<<<unsigned(count), kThreads, 0, as_cuda(stream_)>>>(lz_.ptrs, w, sums_,
                                                                             flags_);
-      MG_KERNEL_CHECK("trace_flag_kernel");
+      MG_CUDA(cudaGetLastError());
       std::vector<double> traces(static_cast<size_t>(count));
       std::vector<int> bad(static_cast<size_t>(count));
       MG_CUDA(cudaMemcpyAsync(traces.data(), sums_, traces.size() * 8, cudaMemcpyDeviceToHost,
@@ -331,7 +320,7 @@ class CudaSpectra final : public Spectra {
         MG_CUDA(cudaMemsetAsync(flags_, 0, count * sizeof(int), as_cuda(stream_)));
         const dim3 grid(std::min(blocks_for(s * s), 1024u), unsigned(count));
         to_f64_flag_kernel<<<grid, kThreads, 0, as_cuda(stream_)>>>(a64_, f32_, s * s, flags_);
-        MG_KERNEL_CHECK("to_f64_flag_kernel");
+        MG_CUDA(cudaGetLastError());
         if (!nuclear) {  // λ_max only, by Lanczos on the batch's float64 Grams
           std::vector<int> bad(count);
           MG_CUDA(cudaMemcpyAsync(bad.data(), flags_, count * sizeof(int), cudaMemcpyDeviceToHost,
@@ -351,7 +340,7 @@ class CudaSpectra final : public Spectra {
           }
           continue;
         }
-        const Eigen e = eigenvalues(s, int64_t(count), /*traces=*/false);
+        const Eigen e = eigenvalues(s, int64_t(count));
         for (size_t c = 0; c < count; ++c) {
           MatrixRanks& r = out[todo[members[at + c]]];
           if (e.bad[c]) {  // the float32 Gram overflowed
@@ -380,9 +369,9 @@ class CudaSpectra final : public Spectra {
     for (size_t j = 0; j < a.size(); ++j) {
       diff_squares_partial_kernel<<<kPartials, kThreads, 0, as_cuda(stream_)>>>(
           a[j].data, b[j].data, a[j].rows * a[j].cols, partials_ + j * kPartials);
-      MG_KERNEL_CHECK("diff_squares_partial_kernel");
+      MG_CUDA(cudaGetLastError());
       sum_partials_kernel<<<1, 1, 0, as_cuda(stream_)>>>(partials_ + j * kPartials, sums_ + j);
-      MG_KERNEL_CHECK("sum_partials_kernel");
+      MG_CUDA(cudaGetLastError());
     }
     MG_CUDA(cudaMemcpyAsync(out.data(), sums_, out.size() * 8, cudaMemcpyDeviceToHost,
                             as_cuda(stream_)));
@@ -396,8 +385,8 @@ class CudaSpectra final : public Spectra {
     double* sum;  // [width, width], device
   };
   struct Eigen {
-    std::vector<double> values, traces;  // [count, n] ascending; [count]
-    std::vector<int> bad;                // [count]
+    std::vector<double> values;  // [count, n] ascending
+    std::vector<int> bad;        // [count]
   };
 
   // Positions 0..n−1 grouped by size(position), ascending sizes, order kept within a size.
@@ -430,10 +419,10 @@ class CudaSpectra final : public Spectra {
     std::vector<const double*> ptrs(size_t(3 * count));
     MG_CUDA(cudaMemsetAsync(lz_.H, 0, size_t(count * K * (K + 1)) * 8, s));
     lanczos_start_kernel<<<unsigned(count), kThreads, 0, s>>>(lz_.W, n);
-    MG_KERNEL_CHECK("lanczos_start_kernel");
+    MG_CUDA(cudaGetLastError());
     lanczos_normalize_kernel<<<unsigned(count), kThreads, 0, s>>>(lz_.V, lz_.H, lz_.W, lz_.h2, n, K,
                                                                   -1);
-    MG_KERNEL_CHECK("lanczos_normalize_kernel");
+    MG_CUDA(cudaGetLastError());
     const int64_t sv = (K + 1) * n, sh = K * (K + 1);  // per-matrix strides of V and H
     std::vector<double> H(size_t(count * sh));
     for (int64_t j = 0; j < K && left > 0; ++j) {
@@ -462,7 +451,7 @@ class CudaSpectra final : public Spectra {
       }
       lanczos_normalize_kernel<<<unsigned(count), kThreads, 0, s>>>(lz_.V, lz_.H, lz_.W, lz_.h2, n,
                                                                     K, j);
-      MG_KERNEL_CHECK("lanczos_normalize_kernel");
+      MG_CUDA(cudaGetLastError());
       const int64_t m = j + 1;  // size of the projected matrix
       if (!lanczos_check_due(m, K)) continue;
       MG_CUDA(cudaMemcpyAsync(H.data(), lz_.H, H.size() * 8, cudaMemcpyDeviceToHost, s));
@@ -482,11 +471,11 @@ class CudaSpectra final : public Spectra {
   }
 
   // Eigenvalues of the `count` [n, n] float64 matrices at a64_ (flags_ already set: flagged ones
-  // are zeroed first), with the traces at sums_ when asked for. Synchronises.
-  Eigen eigenvalues(int64_t n, int64_t count, bool traces) {
+  // are zeroed first). Synchronises.
+  Eigen eigenvalues(int64_t n, int64_t count) {
     const dim3 grid(std::min(blocks_for(n * n), 1024u), unsigned(count));
     zero_flagged_kernel<<<grid, kThreads, 0, as_cuda(stream_)>>>(a64_, n * n, flags_);
-    MG_KERNEL_CHECK("zero_flagged_kernel");
+    MG_CUDA(cudaGetLastError());
     int* info = flags_ + most_;
     if (mode_ == EigMode::batched) {
       MG_CUSOLVER(cusolverDnXsyevBatched(solver_, params_, CUSOLVER_EIG_MODE_NOVECTOR,
@@ -511,11 +500,6 @@ class CudaSpectra final : public Spectra {
     // The batched solver reports through info[0] only on a bad argument; per matrix otherwise.
     MG_CUDA(cudaMemcpyAsync(infos.data(), info, infos.size() * sizeof(int), cudaMemcpyDeviceToHost,
                             as_cuda(stream_)));
-    if (traces) {
-      e.traces.resize(size_t(count));
-      MG_CUDA(cudaMemcpyAsync(e.traces.data(), sums_, e.traces.size() * 8, cudaMemcpyDeviceToHost,
-                              as_cuda(stream_)));
-    }
     MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
     for (int64_t c = 0; c < count; ++c)
       if (infos[size_t(c)] != 0)
