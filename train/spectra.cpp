@@ -47,12 +47,20 @@ MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n, bool nuclear) {
   return r;
 }
 
-double gram_stable_rank(const std::vector<double>& C, int64_t n) {
-  double trace = 0;
-  for (int64_t i = 0; i < n; ++i) trace += C[i * n + i];
+namespace {
+// trace(C), or NaN when any entry is not finite (reported as null, never fed to a solver).
+double trace_if_finite(const std::vector<double>& C, int64_t n) {
   for (double c : C)
-    if (!std::isfinite(c)) return NAN;  // reported as null, never fed to LAPACK
-  if (trace <= 0) return NAN;           // a zero activation: undefined
+    if (!std::isfinite(c)) return NAN;
+  double trace = 0;
+  for (int64_t i = 0; i < n; ++i) trace += C[size_t(i * n + i)];
+  return trace;
+}
+}  // namespace
+
+double gram_stable_rank(const std::vector<double>& C, int64_t n) {
+  const double trace = trace_if_finite(C, n);
+  if (!(trace > 0)) return NAN;  // non-finite, or a zero activation: undefined
   std::vector<double> copy = C, w(static_cast<size_t>(n));
   sym_eigvals(n, copy.data(), w.data());
   return w.back() > 0 ? trace / w.back() : NAN;
@@ -148,16 +156,9 @@ class CpuSpectra final : public Spectra {
     std::vector<double> out;
     for (size_t k : ks) {
       const Gram& g = grams_.at(k);
-      double trace = 0;
-      for (int64_t i = 0; i < g.width; ++i) trace += g.sum[size_t(i * g.width + i)];
-      bool finite = true;
-      for (double c : g.sum) finite &= std::isfinite(c);
-      if (!finite || trace <= 0) {  // non-finite or zero: undefined, never fed to Lanczos
-        out.push_back(NAN);
-        continue;
-      }
-      const double top = lanczos_lambda_max(g.sum.data(), g.width);
-      out.push_back(top > 0 ? trace / top : NAN);
+      const double trace = trace_if_finite(g.sum, g.width);
+      const double top = trace > 0 ? lanczos_lambda_max(g.sum.data(), g.width) : 0.0;
+      out.push_back(top > 0 ? trace / top : NAN);  // NaN: non-finite or zero, undefined
     }
     return out;
   }
