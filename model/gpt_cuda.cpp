@@ -13,10 +13,12 @@
 //     are three [d, d] matrices d·d apart) into one [3, N, d] buffer; their weight gradients are
 //     one batched GEMM too; the input gradient dq·wq + dk·wk + dv·wv is summed in fp32 (three
 //     GEMMs into an fp32 buffer, rounded to T once).
-//   - QK-norm + RoPE is one fused kernel that writes the heads layout [B, H, T, dh], so every
-//     attention product is one strided batched GEMM over B·H heads; v is moved to that layout by
-//     heads_split (forward, and again in the backward instead of keeping a copy), the attention
-//     output back by heads_merge.
+//   - QK-norm + RoPE is one fused kernel that writes the heads layout [B, H, T, dh].
+//   Straightforward
+//     attention makes every attention product one strided batched GEMM over B·H heads; v is moved
+//     to that layout by heads_split (forward, and again in the backward instead of keeping a
+//     copy), the attention output back by heads_merge. Flash attention reads v and writes the
+//     output in the token layout itself, and keeps only the rows' log-sum-exp for the backward.
 //   - Residual adds are GEMM epilogues: x_mid = x + y·woᵀ is "copy x, then GEMM with beta = 1",
 //     so the sum is formed in fp32 and rounded once.
 //   - The head GEMM covers all Vp rows of head.weight (a multiple of 128: friendlier tiles); the
@@ -44,6 +46,7 @@
 #include "model/ops/attention.h"
 #include "model/ops/cross_entropy.h"
 #include "model/ops/embedding.h"
+#include "model/ops/flash_attention.h"
 #include "model/ops/qk_norm_rope.h"
 #include "model/ops/relu2.h"
 #include "model/ops/rmsnorm.h"
@@ -67,14 +70,20 @@ constexpr DType storage_type() {
 // ---- what does not depend on the storage type -------------------------------------------------
 
 struct GptCuda::Impl {
-  Impl(const ModelConfig& config, int64_t batch, int64_t seq, Precision prec, CudaStream s,
-       bool create_stream)
-      : cfg(config), B_(batch), T_(seq), precision(prec), stream(s) {
+  Impl(const ModelConfig& config, int64_t batch, int64_t seq, Precision prec, Attention attn,
+       CudaStream s, bool create_stream)
+      : cfg(config), B_(batch), T_(seq), precision(prec), attention(attn), stream(s) {
     if (cuda_device_count() == 0) fail("cuda", "the GPU model needs a GPU: ", describe_devices());
     cfg.validate("model config");
     if (B_ <= 0 || T_ <= 0 || T_ > cfg.seq_len)
       fail("model", "batch ", B_, " x sequence ", T_,
            " is not possible (1 <= T <= seq_len = ", cfg.seq_len, ")");
+    if (attention == Attention::flash && precision != Precision::bf16)
+      fail("model", "flash attention runs in bf16 only (precision is ", precision_name(precision),
+           "; use attention = \"straightforward\")");
+    if (attention == Attention::flash && !flash_attention_supports(cfg.d_head))
+      fail("model", "flash attention takes head dims 64 and 128, not d_head = ", cfg.d_head,
+           " (use attention = \"straightforward\")");
     specs = param_specs(cfg);
     P = param_count(specs);
     int64_t off = 0;
@@ -155,6 +164,7 @@ struct GptCuda::Impl {
   ModelConfig cfg;
   int64_t B_, T_;
   Precision precision;
+  Attention attention;
   CudaStream stream;
   bool owns_stream = false;
   std::vector<ParamSpec> specs;
@@ -178,9 +188,10 @@ namespace {
 template <typename T>
 class GptCudaImpl final : public GptCuda::Impl {
  public:
-  GptCudaImpl(const ModelConfig& config, int64_t batch, int64_t seq, CudaStream s,
+  GptCudaImpl(const ModelConfig& config, int64_t batch, int64_t seq, Attention attn, CudaStream s,
               bool create_stream)
-      : Impl(config, batch, seq, kIsBf16<T> ? Precision::bf16 : Precision::fp32, s, create_stream) {
+      : Impl(config, batch, seq, kIsBf16<T> ? Precision::bf16 : Precision::fp32, attn, s,
+             create_stream) {
     const int64_t N = tokens(), d = cfg.d_model, dh = cfg.d_head;
     embed_scratch_bytes_ = embedding_backward_scratch_bytes(N, cfg.vocab_padded());
     try {
@@ -248,11 +259,8 @@ class GptCudaImpl final : public GptCuda::Impl {
       gemm_cuda(s, false, true, N, d, d, 1.f, a.attn_in, d, w.wq, d, 0.f, a.qkv, d, kAb, kAb,
                 GemmBatch{3, 0, d * d, N * d});
       qk_norm_rope_forward_cuda<T>(a.q_rot, a.k_rot, a.q_rstd, a.k_rstd, q, k, rope_cos_, rope_sin_,
-                                   B_, T_, H, dh, eps, s);  // → [B, H, T, dh]
-      heads_split_cuda<T>(v_heads_, v, B_, T_, H, dh, s);   // [B, H, T, dh]
-      attention_forward_cuda<T>(y_heads_, a.probs, scores_, a.q_rot, a.k_rot, v_heads_, B_, T_, H,
-                                dh, scale, s);
-      heads_merge_cuda<T>(a.attn_out, y_heads_, B_, T_, H, dh, s);          // [N, d]
+                                   B_, T_, H, dh, eps, s);                  // → [B, H, T, dh]
+      attend(a, v, scale);                                                  // a.attn_out [N, d]
       residual_linear(a.x_mid, resid_[size_t(l)], a.attn_out, w.wo, d, d);  // x + y·woᵀ
       rmsnorm_forward_cuda<T>(a.mlp_in, a.mlp_rstd, a.x_mid, w.mlp_norm, N, d, eps, s);
       linear(a.mlp_pre, a.mlp_in, w.w1, d, F);                                 // [N, F]
@@ -300,14 +308,9 @@ class GptCudaImpl final : public GptCuda::Impl {
                                dg_scratch_, s);             // dx_ = d(x_mid)
       linear_grad(dy_, g.wo, dx_, a.attn_out, w.wo, d, d);  // dy_ = d(attn_out) [N, d]
 
-      heads_split_cuda<T>(y_heads_, dy_, B_, T_, H, dh, s);  // d(y) in [B, H, T, dh]
-      heads_split_cuda<T>(v_heads_, v, B_, T_, H, dh, s);    // v again (the scratch was reused)
-      // dS overwrites this layer's probabilities (dv, their other reader, is computed first).
-      attention_backward_cuda<T>(dq_heads_, dk_heads_, dv_heads_, scores_, a.probs, y_heads_,
-                                 a.probs, a.q_rot, a.k_rot, v_heads_, B_, T_, H, dh, scale, s);
+      attend_backward(a, v, dv, scale);  // dq_heads_, dk_heads_ [B, H, T, dh]; dv [N, d]
       qk_norm_rope_backward_cuda<T>(dq, dk, dq_heads_, dk_heads_, q, k, a.q_rstd, a.k_rstd,
                                     rope_cos_, rope_sin_, B_, T_, H, dh, s);  // → [B, T, H, dh]
-      heads_merge_cuda<T>(dv, dv_heads_, B_, T_, H, dh, s);
 
       // d{wq, wk, wv} += d{q, k, v}ᵀ · attn_in: one batched GEMM, fp32 accumulation into grads.
       gemm_cuda(s, true, false, d, d, N, 1.f, dqkv_, d, a.attn_in, d, 1.f, g.wq, d, kAb, DType::f32,
@@ -356,7 +359,8 @@ class GptCudaImpl final : public GptCuda::Impl {
     T* qkv;                  // [3, N, d]    q, k, v projections, each [B, T, H, dh]
     float *q_rstd, *k_rstd;  // [N·H]    QK-norm statistics ([B, T, H] order)
     T *q_rot, *k_rot;        // [B, H, T, dh] normed and rotated
-    T* probs;                // [B, H, T, T] (the backward turns them into dS)
+    T* probs;                // [B, H, T, T] (the backward turns them into dS); straightforward
+    float* lse;              // [B, H, T]    rows' log-sum-exp; flash
     T* attn_out;             // [N, d]       heads merged: feeds wo
     T* x_mid;                // [N, d]       residual stream after attention
     T* mlp_in;               // [N, d]       feeds w1
@@ -364,6 +368,39 @@ class GptCudaImpl final : public GptCuda::Impl {
     T* mlp_pre;              // [N, F]
     T* mlp_act;              // [N, F]       relu(mlp_pre)²: feeds w2
   };
+
+  // a.attn_out [N, d] = attention(a.q_rot, a.k_rot, v), keeping what the backward needs.
+  void attend(const LayerActs& a, const T* v, float scale) {
+    const int64_t H = cfg.n_head(), dh = cfg.d_head;
+    if constexpr (kIsBf16<T>) {
+      if (attention == Attention::flash) {
+        flash_attention_forward_cuda(a.attn_out, a.lse, a.q_rot, a.k_rot, v, B_, T_, H, dh, scale,
+                                     stream);
+        return;
+      }
+    }
+    heads_split_cuda<T>(v_heads_, v, B_, T_, H, dh, stream);  // [B, H, T, dh]
+    attention_forward_cuda<T>(y_heads_, a.probs, scores_, a.q_rot, a.k_rot, v_heads_, B_, T_, H, dh,
+                              scale, stream);
+    heads_merge_cuda<T>(a.attn_out, y_heads_, B_, T_, H, dh, stream);
+  }
+  // dq_heads_, dk_heads_ [B, H, T, dh] and dv [N, d] from dy_ = d(a.attn_out).
+  void attend_backward(const LayerActs& a, const T* v, T* dv, float scale) {
+    const int64_t H = cfg.n_head(), dh = cfg.d_head;
+    if constexpr (kIsBf16<T>) {
+      if (attention == Attention::flash) {
+        flash_attention_backward_cuda(dq_heads_, dk_heads_, dv, delta_, dy_, a.attn_out, a.lse,
+                                      a.q_rot, a.k_rot, v, B_, T_, H, dh, scale, stream);
+        return;
+      }
+    }
+    heads_split_cuda<T>(y_heads_, dy_, B_, T_, H, dh, stream);  // d(y) in [B, H, T, dh]
+    heads_split_cuda<T>(v_heads_, v, B_, T_, H, dh, stream);    // v again (the scratch was reused)
+    // dS overwrites this layer's probabilities (dv, their other reader, is computed first).
+    attention_backward_cuda<T>(dq_heads_, dk_heads_, dv_heads_, scores_, a.probs, y_heads_, a.probs,
+                               a.q_rot, a.k_rot, v_heads_, B_, T_, H, dh, scale, stream);
+    heads_merge_cuda<T>(dv, dv_heads_, B_, T_, H, dh, stream);
+  }
 
   // y [N, out] = x [N, in] · W [out, in]ᵀ.
   void linear(T* y, const T* x, const T* W, int64_t in, int64_t out) {
@@ -386,6 +423,7 @@ class GptCudaImpl final : public GptCuda::Impl {
   void layout(Arena& a) {
     const int64_t N = tokens(), d = cfg.d_model, H = cfg.n_head(), dh = cfg.d_head, F = cfg.d_mlp(),
                   Vp = cfg.vocab_padded(), L = cfg.n_layer;
+    const bool flash = attention == Attention::flash;
     size_t mark = a.used();
     auto part = [&](size_t& bytes) {
       bytes = a.used() - mark;
@@ -419,7 +457,10 @@ class GptCudaImpl final : public GptCuda::Impl {
       x.qkv = buf(3 * N * d);
       x.q_rstd = f32(N * H), x.k_rstd = f32(N * H);
       x.q_rot = buf(N * d), x.k_rot = buf(N * d);
-      x.probs = buf(B_ * H * T_ * T_);
+      if (flash)
+        x.lse = f32(B_ * H * T_);
+      else
+        x.probs = buf(B_ * H * T_ * T_);
       x.attn_out = buf(N * d), x.x_mid = buf(N * d);
       x.mlp_in = buf(N * d), x.mlp_rstd = f32(N);
       x.mlp_pre = buf(N * F), x.mlp_act = buf(N * F);
@@ -430,9 +471,13 @@ class GptCudaImpl final : public GptCuda::Impl {
     rope_cos_ = f32(T_ * dh / 2), rope_sin_ = f32(T_ * dh / 2);
     part(mem.activations);
 
-    scores_ = f32(B_ * H * T_ * T_);
-    v_heads_ = buf(N * d), y_heads_ = buf(N * d);
-    dq_heads_ = buf(N * d), dk_heads_ = buf(N * d), dv_heads_ = buf(N * d);
+    if (flash) {
+      delta_ = f32(B_ * H * T_);
+    } else {
+      scores_ = f32(B_ * H * T_ * T_);
+      v_heads_ = buf(N * d), y_heads_ = buf(N * d), dv_heads_ = buf(N * d);
+    }
+    dq_heads_ = buf(N * d), dk_heads_ = buf(N * d);
     dqkv_ = buf(3 * N * d);
     dx_ = buf(N * d), da_ = buf(N * d), dy_ = buf(N * d);
     if constexpr (kIsBf16<T>)
@@ -458,13 +503,15 @@ class GptCudaImpl final : public GptCuda::Impl {
   float *lse_ = nullptr, *losses_ = nullptr;  // [N], [N]
   double* loss_mean_ = nullptr;               // [1]
   float *rope_cos_ = nullptr, *rope_sin_ = nullptr;  // [T, dh/2]
-  // Scratch, shared by all layers.
+  // Scratch, shared by all layers. Straightforward attention only:
   float* scores_ = nullptr;  // [B, H, T, T] fp32: the forward's scores, the backward's dP
   T* v_heads_ = nullptr;     // [B, H, T, dh] v in the heads layout
   T* y_heads_ = nullptr;     // [B, H, T, dh] attention output (forward), its gradient (backward)
-  T *dq_heads_ = nullptr, *dk_heads_ = nullptr, *dv_heads_ = nullptr;  // [B, H, T, dh]
-  T* dqkv_ = nullptr;                                                  // [3, N, d]
-  T *dx_ = nullptr, *da_ = nullptr, *dy_ = nullptr;                    // [N, d]
+  T* dv_heads_ = nullptr;    // [B, H, T, dh]
+  float* delta_ = nullptr;   // [B, H, T] Σ dy ⊙ y per row; flash only
+  T *dq_heads_ = nullptr, *dk_heads_ = nullptr;      // [B, H, T, dh]
+  T* dqkv_ = nullptr;                                // [3, N, d]
+  T *dx_ = nullptr, *da_ = nullptr, *dy_ = nullptr;  // [N, d]
   float* da_f32_ = nullptr;      // [N, d] fp32 sum of the q, k, v input gradients (= da_ in fp32)
   T* dh_ = nullptr;              // [N, F]
   float* dg_scratch_ = nullptr;  // rmsnorm gain-gradient partials (norm_gains only)
@@ -474,11 +521,12 @@ class GptCudaImpl final : public GptCuda::Impl {
 };
 
 std::unique_ptr<GptCuda::Impl> make_impl(const ModelConfig& cfg, int64_t batch, int64_t seq,
-                                         Precision precision, CudaStream stream,
-                                         bool create_stream) {
+                                         Precision precision, Attention attention,
+                                         CudaStream stream, bool create_stream) {
   if (precision == Precision::bf16)
-    return std::make_unique<GptCudaImpl<__nv_bfloat16>>(cfg, batch, seq, stream, create_stream);
-  return std::make_unique<GptCudaImpl<float>>(cfg, batch, seq, stream, create_stream);
+    return std::make_unique<GptCudaImpl<__nv_bfloat16>>(cfg, batch, seq, attention, stream,
+                                                        create_stream);
+  return std::make_unique<GptCudaImpl<float>>(cfg, batch, seq, attention, stream, create_stream);
 }
 
 }  // namespace
@@ -486,11 +534,12 @@ std::unique_ptr<GptCuda::Impl> make_impl(const ModelConfig& cfg, int64_t batch, 
 // ---- GptCuda: forwards to the implementation
 // -----------------------------------------------------
 
-GptCuda::GptCuda(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision)
-    : impl_(make_impl(cfg, batch, seq, precision, nullptr, true)) {}
 GptCuda::GptCuda(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision,
-                 CudaStream stream)
-    : impl_(make_impl(cfg, batch, seq, precision, stream, false)) {}
+                 Attention attention)
+    : impl_(make_impl(cfg, batch, seq, precision, attention, nullptr, true)) {}
+GptCuda::GptCuda(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision,
+                 CudaStream stream, Attention attention)
+    : impl_(make_impl(cfg, batch, seq, precision, attention, stream, false)) {}
 GptCuda::~GptCuda() = default;
 
 const ModelConfig& GptCuda::config() const {
@@ -504,6 +553,9 @@ int64_t GptCuda::seq() const {
 }
 Precision GptCuda::precision() const {
   return impl_->precision;
+}
+Attention GptCuda::attention() const {
+  return impl_->attention;
 }
 CudaStream GptCuda::stream() const {
   return impl_->stream;

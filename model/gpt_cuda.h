@@ -50,6 +50,16 @@ std::string_view precision_name(Precision p);  // "fp32" | "bf16"
 // "fp32" or "bf16"; anything else is an Error naming `where`.
 Precision precision_from_name(std::string_view name, const std::string& where);
 
+// How the GPU model computes causal attention:
+//   straightforward  batched cuBLASLt GEMMs around a softmax kernel, the [B, H, T, T] scores and
+//                    probabilities in memory (model/ops/attention.h); every precision and head dim
+//   flash            the fused kernels of model/ops/flash_attention.h: nothing of size T × T in
+//                    memory; bf16 only, head dims 64 and 128
+enum class Attention : uint8_t { straightforward, flash };
+std::string_view attention_name(Attention a);  // "straightforward" | "flash"
+// "straightforward" or "flash"; anything else is an Error naming `where`.
+Attention attention_from_name(std::string_view name, const std::string& where);
+
 // Where the arena's bytes go (each part includes the alignment padding in front of its buffers,
 // so the parts add up to the arena exactly). The cuBLASLt workspace (32 MiB per stream) and the
 // gradient-norm scratch live outside the arena.
@@ -70,10 +80,11 @@ class GptCuda {
   // current CUDA device. Without a stream the model creates (and owns) one; with one, every
   // kernel, GEMM and copy is queued on it (nullptr = the legacy default stream; a stream passed in
   // must outlive the model). Errors: no GPU, a bad shape, or not enough device memory (the message
-  // gives the planned sizes).
-  GptCuda(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision);
+  // gives the planned sizes), Attention::flash with fp32 or a head dim it does not take.
   GptCuda(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision,
-          CudaStream stream);
+          Attention attention = Attention::straightforward);
+  GptCuda(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision,
+          CudaStream stream, Attention attention = Attention::straightforward);
   ~GptCuda();
   GptCuda(const GptCuda&) = delete;
   GptCuda& operator=(const GptCuda&) = delete;
@@ -82,6 +93,7 @@ class GptCuda {
   int64_t batch() const;
   int64_t seq() const;
   Precision precision() const;
+  Attention attention() const;
   CudaStream stream() const;
   size_t arena_bytes() const;
   const GpuMemory& memory() const;
@@ -118,8 +130,8 @@ class GptCuda {
   double forward(const int32_t* idx, const int32_t* targets);
   // Accumulates d(loss_scale · loss)/dθ of the last forward into the fp32 gradients (so
   // micro-batches add up; zero_grads() starts a step). Asynchronous on the stream. Consumes the
-  // logits and the attention probabilities (they are overwritten by their gradients): one
-  // backward per forward.
+  // logits and (straightforward attention) the attention probabilities: they are overwritten by
+  // their gradients, so one backward per forward.
   void backward(float loss_scale = 1.f);
   // [B·T, Vp] the head's output of the last forward before the soft-cap, in the storage type
   // (device view, all Vp columns; only the first vocab_size are logits). Valid until backward().

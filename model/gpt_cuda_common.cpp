@@ -19,6 +19,16 @@ Precision precision_from_name(std::string_view name, const std::string& where) {
   fail(where, "precision '", name, "' is not one of: fp32, bf16");
 }
 
+std::string_view attention_name(Attention a) {
+  return a == Attention::flash ? "flash" : "straightforward";
+}
+
+Attention attention_from_name(std::string_view name, const std::string& where) {
+  if (name == "straightforward") return Attention::straightforward;
+  if (name == "flash") return Attention::flash;
+  fail(where, "attention '", name, "' is not one of: straightforward, flash");
+}
+
 std::string GpuMemory::describe() const {
   auto mib = [](size_t bytes) {
     char buf[32];
@@ -43,10 +53,10 @@ namespace {
 }
 }  // namespace
 
-GptCuda::GptCuda(const ModelConfig&, int64_t, int64_t, Precision) {
+GptCuda::GptCuda(const ModelConfig&, int64_t, int64_t, Precision, Attention) {
   no_cuda();
 }
-GptCuda::GptCuda(const ModelConfig&, int64_t, int64_t, Precision, CudaStream) {
+GptCuda::GptCuda(const ModelConfig&, int64_t, int64_t, Precision, CudaStream, Attention) {
   no_cuda();
 }
 GptCuda::~GptCuda() = default;
@@ -61,6 +71,9 @@ int64_t GptCuda::seq() const {
   no_cuda();
 }
 Precision GptCuda::precision() const {
+  no_cuda();
+}
+Attention GptCuda::attention() const {
   no_cuda();
 }
 CudaStream GptCuda::stream() const {

@@ -174,8 +174,7 @@ int cmd_bench(int argc, char** argv) {
   const bool json_only = json_path == "-";
 
   const int64_t B = cfg.data.batch_size, T = cfg.seq(), accum = cfg.data.grad_accum;
-  const auto model =
-      make_train_model(cfg.model, B, T, cfg.device.backend, cfg.device.precision, 0, cfg.file);
+  const auto model = make_train_model(cfg.model, B, T, cfg.device, 0, cfg.file);
   const bool on_cpu = model->device() == "cpu";
   std::vector<std::string> warnings;
   const auto routes = resolve_routing(model->specs(), cfg.optim, cfg.file, &warnings);

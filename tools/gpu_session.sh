@@ -6,9 +6,11 @@
 #   bash tools/gpu_session.sh [PHASE...]   phases: tests train bench compare sanitize (default: all)
 #
 # Logs go to $OUT (at most 8 files come back from the device tool, so each phase writes one).
-# Environment: GTEST_FILTER narrows the tests; BENCH_BATCH (default 16), BENCH_STEPS (20) and
-# BENCH_EIG (telemetry eigensolver modes, default "batched") the benches; SANITIZE_FILTER and
-# RACECHECK_FILTER the tests run under compute-sanitizer.
+# Environment: GTEST_FILTER narrows the tests; BENCH_BATCH (default 16), BENCH_STEPS (20),
+# BENCH_EIG (telemetry eigensolver modes, default "batched") and BENCH_ATTN (attention kernels,
+# default "straightforward flash") the benches; COMPARE_ATTN (default flash) the attention of our
+# side of the PyTorch comparison; SANITIZE_FILTER and RACECHECK_FILTER the tests run under
+# compute-sanitizer.
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bundle="$here/.gpu_bundle"
@@ -49,7 +51,8 @@ for phase in "${phases[@]}"; do
     # racecheck over the tests of kernels that use shared memory (it is ~10x slower).
     for tool in memcheck racecheck; do
       filter=${SANITIZE_FILTER:--NcclComm.*}
-      [ "$tool" = racecheck ] && filter=${RACECHECK_FILTER:-OpsCuda*:CudaUtil.*:CudaDualizer.*:GptCuda.*}
+      [ "$tool" = racecheck ] &&
+        filter=${RACECHECK_FILTER:-OpsCuda*:FlashAttentionCuda.*:CudaUtil.*:CudaDualizer.*:GptCuda.*}
       timeout -k 5 "$(limit 200)" compute-sanitizer --tool "$tool" --error-exitcode 99 \
         "$bin/test_cuda" --gtest_brief=1 --gtest_filter="$filter" >>"$out/sanitizer.log" 2>&1
       echo "compute-sanitizer $tool ($filter): exit $?" | tee -a "$out/sanitizer.log"
@@ -68,18 +71,25 @@ for phase in "${phases[@]}"; do
     cd "$here" || exit 1
     ;;
   bench)
-    # speedrun-124m once per telemetry eigensolver mode in BENCH_EIG (default: batched).
+    # quickstart once; speedrun-124m once per attention kernel in BENCH_ATTN and telemetry
+    # eigensolver mode in BENCH_EIG. All JSON lines go to one file (at most 8 files come back).
     modes=${BENCH_EIG:-batched}
     for cfg in quickstart speedrun-124m; do
-      for eig in $modes; do
-        [ "$cfg" = quickstart ] && [ "$eig" != "${modes%% *}" ] && continue  # the first mode only
-        args=(--config "$here/configs/$cfg.toml" --random-data --set device.backend=cuda
-          --set device.precision=bf16 --peak-gflops 989000 --steps "${BENCH_STEPS:-20}" --warmup 3)
-        [ "$cfg" = speedrun-124m ] && args+=(--set "data.batch_size=${BENCH_BATCH:-16}")
-        echo "== bench $cfg (telemetry eigensolver: $eig)" >>"$out/bench.log"
-        MUONGPT_TELEMETRY_EIG=$eig timeout -k 5 "$(limit 120)" "$bin/muongpt" bench "${args[@]}" \
-          --json "$out/bench-$cfg-$eig.json" >>"$out/bench.log" 2>&1
-        echo "bench $cfg ($eig): exit $?" | tee -a "$out/bench.log"
+      for attn in ${BENCH_ATTN:-straightforward flash}; do
+        for eig in $modes; do
+          [ "$cfg" = quickstart ] && [ "$eig" != "${modes%% *}" ] && continue  # the first mode only
+          [ "$cfg" = quickstart ] && [ "$attn" != straightforward ] && continue
+          args=(--config "$here/configs/$cfg.toml" --random-data --set device.backend=cuda
+            --set device.precision=bf16 --set device.attention="$attn" --peak-gflops 989000
+            --steps "${BENCH_STEPS:-20}" --warmup 3)
+          [ "$cfg" = speedrun-124m ] && args+=(--set "data.batch_size=${BENCH_BATCH:-16}")
+          echo "== bench $cfg (attention: $attn, telemetry eigensolver: $eig)" >>"$out/bench.log"
+          MUONGPT_TELEMETRY_EIG=$eig timeout -k 5 "$(limit 120)" "$bin/muongpt" bench "${args[@]}" \
+            --json "$out/bench.json.tmp" >>"$out/bench.log" 2>&1
+          echo "bench $cfg ($attn, $eig): exit $?" | tee -a "$out/bench.log"
+          cat "$out/bench.json.tmp" >>"$out/bench.jsonl" 2>/dev/null
+          rm -f "$out/bench.json.tmp"
+        done
       done
     done
     grep -E "^== bench|tokens/s|step  |forward|backward|optimizer|telemetry|MFU|arena" "$out/bench.log"
@@ -88,7 +98,7 @@ for phase in "${phases[@]}"; do
     # Ours against PyTorch (torch.compile, bf16 autocast, flash SDPA) on speedrun-124m, telemetry
     # off (the PyTorch side has none; `bench` reports ours apart). Writes $OUT/gpu-*.md.
     DEVICE=cuda STEPS=${BENCH_STEPS:-20} WARMUP=5 BATCH=${BENCH_BATCH:-16} MUONGPT="$bin/muongpt" \
-      OURS_ARGS="--set telemetry.every=0" OUT="$out" \
+      OURS_ARGS="--set telemetry.every=0 --set device.attention=${COMPARE_ATTN:-flash}" OUT="$out" \
       timeout -k 5 "$(limit 240)" bash "$here/bench/compare.sh" "$here/configs/speedrun-124m.toml" \
       >"$out/compare.log" 2>&1
     echo "compare: exit $?"

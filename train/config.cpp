@@ -116,11 +116,18 @@ RunConfig parse(toml::table& root, const std::string& file,
     TomlSection s = TomlSection::of(root, file, "device");
     c.device.backend = s.get_string("backend", c.device.backend);
     c.device.precision = s.get_string("precision", c.device.precision);
+    c.device.attention = s.get_string("attention", c.device.attention);
     c.device.comm_timeout = s.get_float("comm_timeout", c.device.comm_timeout);
     s.finish();
     if (c.device.precision != "bf16" && c.device.precision != "fp32")
       s.fail_key("precision",
                  "expected \"bf16\" or \"fp32\", found \"" + c.device.precision + "\"");
+    if (c.device.attention != "straightforward" && c.device.attention != "flash")
+      s.fail_key("attention",
+                 "expected \"straightforward\" or \"flash\", found \"" + c.device.attention + "\"");
+    if (c.device.attention == "flash" && c.device.precision != "bf16")
+      s.fail_key("attention",
+                 "\"flash\" runs in bf16 only (precision is \"" + c.device.precision + "\")");
     if (!(c.device.comm_timeout >= 0))
       s.fail_key("comm_timeout", "must be >= 0 seconds (0 = wait forever)");
     if (c.device.backend != "auto" && c.device.backend != "cpu" && c.device.backend != "cuda")
@@ -154,6 +161,7 @@ std::string RunConfig::to_toml() const {
      << schedule.to_toml() << "\n"
      << "[telemetry]\nevery = " << telemetry.every << "\n\n"
      << "[device]\nbackend = " << quoted(device.backend)
+     << "\nprecision = " << quoted(device.precision) << "\nattention = " << quoted(device.attention)
      << "\ncomm_timeout = " << device.comm_timeout << "\n";
   return os.str();
 }

@@ -45,7 +45,8 @@ struct TelemetryConfig {  // [telemetry]
 struct DeviceConfig {              // [device]
   std::string backend = "auto";    // auto | cpu | cuda
   std::string precision = "bf16";  // bf16 | fp32: the GPU model's storage type (CUDA only)
-  double comm_timeout = 600;       // seconds a collective may wait for the other ranks; 0 = never
+  std::string attention = "straightforward";  // straightforward | flash (CUDA, bf16 only)
+  double comm_timeout = 600;  // seconds a collective may wait for the other ranks; 0 = never
 };
 
 struct RunConfig {

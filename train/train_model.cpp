@@ -82,15 +82,17 @@ class CpuTrainModel final : public TrainModel {
 // when asked for: checkpoints and the non-finite check's error message.
 class CudaTrainModel final : public TrainModel {
  public:
-  CudaTrainModel(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision, int gpu)
-      : gpu_(gpu), model_(cfg, batch, seq, precision) {
+  CudaTrainModel(const ModelConfig& cfg, int64_t batch, int64_t seq, Precision precision,
+                 Attention attention, int gpu)
+      : gpu_(gpu), model_(cfg, batch, seq, precision, attention) {
     flag_ = plan_arena(Device::cuda, [&](Arena& a) { flag_dev_ = a.alloc_bytes(sizeof(int)); });
   }
 
   const ModelConfig& config() const override { return model_.config(); }
   const std::vector<ParamSpec>& specs() const override { return model_.specs(); }
   std::string device() const override {
-    return "cuda:" + std::to_string(gpu_) + " " + std::string(precision_name(model_.precision()));
+    return "cuda:" + std::to_string(gpu_) + " " + std::string(precision_name(model_.precision())) +
+           (model_.attention() == Attention::flash ? " flash" : "");
   }
   std::string describe_memory() const override { return model_.describe_memory(); }
   size_t memory_bytes() const override { return model_.arena_bytes(); }
@@ -159,12 +161,12 @@ std::string resolve_backend(const std::string& backend) {
 }
 
 std::unique_ptr<TrainModel> make_train_model(const ModelConfig& cfg, int64_t batch, int64_t seq,
-                                             const std::string& backend,
-                                             const std::string& precision, int local_rank,
+                                             const DeviceConfig& device, int local_rank,
                                              const std::string& where) {
-  const std::string use = resolve_backend(backend);
+  const std::string use = resolve_backend(device.backend);
   if (use == "cpu") return std::make_unique<CpuTrainModel>(cfg, batch, seq);
-  const Precision p = precision_from_name(precision, where + ": [device] precision");
+  const Precision p = precision_from_name(device.precision, where + ": [device] precision");
+  const Attention attention = attention_from_name(device.attention, where + ": [device] attention");
   if (!built_with_cuda())
     fail(where, "[device] backend = \"cuda\": this muongpt was built without CUDA support");
   if (cuda_device_count() == 0)
@@ -172,9 +174,10 @@ std::unique_ptr<TrainModel> make_train_model(const ModelConfig& cfg, int64_t bat
 #ifdef MUONGPT_HAVE_CUDA
   const int gpu = local_rank % cuda_device_count();
   cuda_set_device(gpu);
-  return std::make_unique<CudaTrainModel>(cfg, batch, seq, p, gpu);
+  return std::make_unique<CudaTrainModel>(cfg, batch, seq, p, attention, gpu);
 #else
   (void)p;
+  (void)attention;
   (void)local_rank;
   fail(where, "[device] backend = \"cuda\": this muongpt was built without CUDA support");
 #endif

@@ -15,6 +15,7 @@
 #include "model/gpt.h"
 #include "model/params.h"
 #include "optim/optimizer.h"
+#include "train/config.h"
 #include "train/spectra.h"
 
 namespace muongpt {
@@ -56,11 +57,11 @@ class TrainModel {
 };
 
 // The model the config asks for: [device] backend (cpu | cuda | auto: cuda when a GPU is
-// visible) and precision (bf16 | fp32, CUDA only), with micro-batch B and sequence length T.
-// `local_rank` picks the GPU. Errors name `where` (the config file).
+// visible), precision (bf16 | fp32) and attention (straightforward | flash), the last two CUDA
+// only, with micro-batch B and sequence length T. `local_rank` picks the GPU. Errors name `where`
+// (the config file).
 std::unique_ptr<TrainModel> make_train_model(const ModelConfig& cfg, int64_t batch, int64_t seq,
-                                             const std::string& backend,
-                                             const std::string& precision, int local_rank,
+                                             const DeviceConfig& device, int local_rank,
                                              const std::string& where);
 
 // A CPU model seen through the interface without taking it over (tests, the bench); the model

@@ -121,6 +121,12 @@ ModelConfig wide_head_config() {  // d_head 128, the default
       "d_head = 128\nseq_len = 64\nsoftcap = 15.0\n");
 }
 
+ModelConfig flash_config() {  // d_head 64 and T = 130: three 64-row tiles, the last one partial
+  return config_from_text(
+      "[model]\nvocab_size = 203\nvocab_multiple = 128\nn_layer = 2\nd_model = 128\n"
+      "d_head = 64\nseq_len = 160\nsoftcap = 30.0\nnorm_gains = true\n");
+}
+
 std::vector<Case> cases() {
   return {{"tiny", testing::tiny_config(), 2, 16},
           {"tiny_gains", testing::tiny_gains_config(), 3, 11},
@@ -217,8 +223,9 @@ Pass run_gpu(GptCuda& m, const std::vector<int32_t>& idx, const std::vector<int3
 struct Pair {
   Gpt<float> cpu;
   GptCuda gpu;
-  Pair(const Case& c, Precision p, uint64_t seed, bool bf16_exact)
-      : cpu(c.cfg, c.B, c.T), gpu(c.cfg, c.B, c.T, p, nullptr) {
+  Pair(const Case& c, Precision p, uint64_t seed, bool bf16_exact,
+       Attention attention = Attention::straightforward)
+      : cpu(c.cfg, c.B, c.T), gpu(c.cfg, c.B, c.T, p, nullptr, attention) {
     randomize_params(cpu, seed);
     if (bf16_exact) round_to_bf16(cpu);
     gpu.set_params_from_host(cpu.params_flat().data<float>());
@@ -261,12 +268,10 @@ TEST(GptCuda, Fp32MatchesCpuModel) {
 
 // ---- bf16 mode: within the band of the header comment ------------------------------------------
 
-TEST(GptCuda, Bf16WithinBandOfCpuModel) {
-  MG_REQUIRE_GPU();
-  uint64_t seed = 101;
-  for (const Case& c : cases()) {
-    SCOPED_TRACE(c.name);
-    Pair m(c, Precision::bf16, seed++, true);
+void expect_bf16_band(const std::vector<Case>& cases, Attention attention, uint64_t seed) {
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name + " " + std::string(attention_name(attention)));
+    Pair m(c, Precision::bf16, seed++, true, attention);
     const int64_t N = c.B * c.T, V = c.cfg.vocab_size;
     const auto idx = tokens(N, V, seed++), tgt = tokens(N, V, seed++);
     const Pass want = run_cpu(m.cpu, idx, tgt, 1.f);
@@ -290,6 +295,21 @@ TEST(GptCuda, Bf16WithinBandOfCpuModel) {
     }
     EXPECT_LE(std::abs(got.grad_norm - want.grad_norm), 5e-2 * want.grad_norm) << "grad norm";
   }
+}
+
+TEST(GptCuda, Bf16WithinBandOfCpuModel) {
+  MG_REQUIRE_GPU();
+  expect_bf16_band(cases(), Attention::straightforward, 101);
+}
+
+// Flash attention rounds P and dS where the straightforward kernels do and keeps the rest in
+// fp32, so the same band holds (head dims 64 and 128).
+TEST(GptCuda, FlashAttentionWithinBandOfCpuModel) {
+  MG_REQUIRE_GPU();
+  expect_bf16_band({{"flash", flash_config(), 3, 130},
+                    {"wide_head", wide_head_config(), 2, 64},
+                    {"flash_one_token", flash_config(), 2, 1}},
+                   Attention::flash, 151);
 }
 
 // ---- the independent oracle: the PyTorch fixtures (tests/fixtures, docs/numerics.md) -----------
@@ -377,13 +397,21 @@ TEST(GptCuda, MicroBatchesAccumulateTheirGradients) {
 
 TEST(GptCuda, RepeatedRunsAreBitIdentical) {
   MG_REQUIRE_GPU();
-  const Case c{"odd", odd_config(), 3, 37};
-  const int64_t N = c.B * c.T, V = c.cfg.vocab_size;
-  for (Precision p : {Precision::fp32, Precision::bf16}) {
-    SCOPED_TRACE(std::string(precision_name(p)));
+  struct Variant {
+    Case c;
+    Precision p;
+    Attention a;
+  };
+  const Variant variants[] = {
+      {{"odd", odd_config(), 3, 37}, Precision::fp32, Attention::straightforward},
+      {{"odd", odd_config(), 3, 37}, Precision::bf16, Attention::straightforward},
+      {{"flash", flash_config(), 3, 130}, Precision::bf16, Attention::flash}};
+  for (const auto& [c, p, a] : variants) {
+    SCOPED_TRACE(std::string(precision_name(p)) + " " + std::string(attention_name(a)));
+    const int64_t N = c.B * c.T, V = c.cfg.vocab_size;
     Gpt<float> cpu(c.cfg, c.B, c.T);
     randomize_params(cpu, 5);
-    GptCuda gpu(c.cfg, c.B, c.T, p);  // its own stream
+    GptCuda gpu(c.cfg, c.B, c.T, p, a);  // its own stream
     EXPECT_NE(gpu.stream(), nullptr);
     gpu.set_params_from_host(cpu.params_flat().data<float>());
     const auto idx = tokens(N, V, 8), tgt = tokens(N, V, 9);
@@ -497,6 +525,23 @@ TEST(GptCuda, MemoryPlanAddsUp) {
   }
 }
 
+// Flash attention keeps no [B, H, T, T] buffer: its arena is the straightforward one's minus the
+// probabilities (bf16, per layer) and the fp32 scores, plus the per-row log-sum-exps and deltas.
+TEST(GptCuda, FlashAttentionNeedsNoQuadraticMemory) {
+  MG_REQUIRE_GPU();
+  const ModelConfig cfg = flash_config();
+  const int64_t B = 3, T = 130;
+  const size_t H = sz(cfg.n_head()), rows = sz(B) * H * sz(T), quadratic = rows * sz(T);
+  GptCuda plain(cfg, B, T, Precision::bf16, nullptr, Attention::straightforward);
+  GptCuda flash(cfg, B, T, Precision::bf16, nullptr, Attention::flash);
+  EXPECT_EQ(flash.attention(), Attention::flash);
+  const GpuMemory &p = plain.memory(), &f = flash.memory();
+  EXPECT_EQ(f.params + f.grads + f.working, p.params + p.grads + p.working);
+  EXPECT_LE(f.activations + sz(cfg.n_layer) * 2 * quadratic,
+            p.activations + sz(cfg.n_layer) * 4 * rows + 4096);
+  EXPECT_LE(f.scratch + 4 * quadratic, p.scratch + 4 * rows + 4096);
+}
+
 // ---- errors -------------------------------------------------------------------------------------
 
 TEST(GptCuda, RejectsBadIdsAndMisorderedCalls) {
@@ -536,6 +581,11 @@ TEST(GptCuda, RejectsBadIdsAndMisorderedCalls) {
   EXPECT_THROW(GptCuda(cfg, 0, 4, Precision::fp32, nullptr), Error);
   EXPECT_EQ(precision_from_name("bf16", "x"), Precision::bf16);
   EXPECT_THROW(precision_from_name("fp16", "x"), Error);
+  EXPECT_EQ(attention_from_name("flash", "x"), Attention::flash);
+  EXPECT_THROW(attention_from_name("fused", "x"), Error);
+  // Flash attention: bf16 only, head dims 64 and 128 (tiny_config has 32).
+  EXPECT_THROW(GptCuda(flash_config(), 1, 4, Precision::fp32, nullptr, Attention::flash), Error);
+  EXPECT_THROW(GptCuda(cfg, 1, 4, Precision::bf16, nullptr, Attention::flash), Error);
 }
 
 // Runs (and passes) on machines without a GPU: the constructor says what is missing.

@@ -42,6 +42,7 @@
 #include "model/ops/attention.h"
 #include "model/ops/cross_entropy.h"
 #include "model/ops/embedding.h"
+#include "model/ops/flash_attention.h"
 #include "model/ops/qk_norm_rope.h"
 #include "model/ops/relu2.h"
 #include "model/ops/residual.h"
@@ -713,6 +714,96 @@ TYPED_TEST(OpsCuda, AttentionIsCausal) {
           }
         }
   EXPECT_GT(nonzero_before, 0) << "the gradients up to t0 should not all vanish";
+}
+
+// Flash attention (bf16 only) against the same CPU reference. Its tolerance is the straightforward
+// kernels' (P and dS are rounded to bf16 where they enter a product, as the stored P and dS are)
+// plus one term: the backward's row sums delta = Σ_c dy·y use the stored bf16 y, not Σ_u P·dP, so
+// dS carries an extra P·u·E_t with E_t = Σ_c |dy|(|y| + mag_y) (docs/numerics.md, "Flash
+// attention"); it enters dq and dk through the magnitudes scale·Σ P·E|k| and scale·Σ P·E|q|.
+// Shapes: both head dims, T below, at and across the 64-row tiles (1, 7, 64, 65, 130, 257).
+TEST(FlashAttentionCuda, MatchesCpu) {
+  MG_REQUIRE_GPU();
+  using T = __nv_bfloat16;
+  Stream stream;
+  Rng rng(909);
+  const Tol tol{kF32.rel + 1.05 * kU, kF32.floor};
+  const HeadShape shapes[] = {{3, 7, 3, 64},  {1, 65, 1, 128}, {1, 130, 2, 128}, {3, 1, 3, 64},
+                              {2, 64, 1, 64}, {1, 257, 2, 64}, {2, 130, 1, 128}};
+  for (const HeadShape& s : shapes) {
+    const double scale = 1.0 / std::sqrt(double(s.dh));
+    SCOPED_TRACE(str(s));
+    const int64_t B = s.B, T_ = s.T, H = s.H, dh = s.dh, size = B * T_ * H * dh;
+    const FVec q = randn_stored<T>(sz(size), rng), k = randn_stored<T>(sz(size), rng),
+               v = randn_stored<T>(sz(size), rng), dy = randn_stored<T>(sz(size), rng);
+    AttnRef ref = attention_reference(q, k, v, dy, s, scale);
+    auto at = [&](int64_t b, int64_t t, int64_t h, int64_t c) {
+      return sz(((b * T_ + t) * H + h) * dh + c);
+    };
+    Vec lse(sz(B * H * T_));  // base 2, of the scaled scores
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const double* P = ref.probs.data() + (b * H + h) * T_ * T_;
+        for (int64_t t = 0; t < T_; ++t) {
+          double e = 0, sum = 0;
+          for (int64_t c = 0; c < dh; ++c)
+            e += std::abs(double(dy[at(b, t, h, c)])) *
+                 (std::abs(ref.y[at(b, t, h, c)]) + ref.mag_y[at(b, t, h, c)]);
+          for (int64_t u = 0; u <= t; ++u) {
+            double dot = 0;
+            for (int64_t c = 0; c < dh; ++c) dot += double(q[at(b, t, h, c)]) * k[at(b, u, h, c)];
+            sum += std::exp(scale * dot);
+            const double w = scale * P[t * T_ + u] * e;
+            for (int64_t c = 0; c < dh; ++c) {
+              ref.mag_dq[at(b, t, h, c)] += w * std::abs(k[at(b, u, h, c)]);
+              ref.mag_dk[at(b, u, h, c)] += w * std::abs(q[at(b, t, h, c)]);
+            }
+          }
+          lse[sz((b * H + h) * T_ + t)] = std::log2(sum);
+        }
+      }
+
+    Buf<T> d_q(bthd_to_bhtd(q, B, T_, H, dh)), d_k(bthd_to_bhtd(k, B, T_, H, dh)), d_v(v), d_dy(dy),
+        d_y(size), d_dq(size), d_dk(size), d_dv(size);
+    DeviceArray<float> d_lse(B * H * T_), d_delta(B * H * T_);
+    poison(d_lse);
+    flash_attention_forward_cuda(d_y.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), B, T_, H,
+                                 dh, float(scale), stream.get());
+    expect_close("y", d_y.download(), ref.y, tol, ref.mag_y);
+    const std::vector<float> got_lse = d_lse.download();
+    expect_close("lse", FVec(got_lse.begin(), got_lse.end()), lse, Tol{1e-5, 1e-5});
+
+    flash_attention_backward_cuda(d_dq.get(), d_dk.get(), d_dv.get(), d_delta.get(), d_dy.get(),
+                                  d_y.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), B, T_, H,
+                                  dh, float(scale), stream.get());
+    const FVec dq = bhtd_to_bthd(d_dq.download(), B, T_, H, dh),
+               dk = bhtd_to_bthd(d_dk.download(), B, T_, H, dh), dv = d_dv.download();
+    expect_close("dq", dq, ref.dq, tol, ref.mag_dq);
+    expect_close("dk", dk, ref.dk, tol, ref.mag_dk);
+    expect_close("dv", dv, ref.dv, tol, ref.mag_dv);
+
+    // No atomics: a second backward gives the same bits.
+    d_dq.poison(), d_dk.poison(), d_dv.poison();
+    flash_attention_backward_cuda(d_dq.get(), d_dk.get(), d_dv.get(), d_delta.get(), d_dy.get(),
+                                  d_y.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), B, T_, H,
+                                  dh, float(scale), stream.get());
+    expect_bits("dq again", bhtd_to_bthd(d_dq.download(), B, T_, H, dh), dq);
+    expect_bits("dk again", bhtd_to_bthd(d_dk.download(), B, T_, H, dh), dk);
+    expect_bits("dv again", d_dv.download(), dv);
+  }
+}
+
+TEST(FlashAttentionCuda, RejectsHeadDimsItDoesNotTake) {
+  EXPECT_TRUE(flash_attention_supports(64));
+  EXPECT_TRUE(flash_attention_supports(128));
+  EXPECT_FALSE(flash_attention_supports(32));
+  try {
+    flash_attention_forward_cuda(nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, 1, 32, 1.f,
+                                 nullptr);
+    ADD_FAILURE() << "dh = 32 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("head dims 64 and 128"), std::string::npos) << e.what();
+  }
 }
 
 // The softmax kernels alone, on rows longer than a warp's 32 lanes × 32 (T = 1030), with NaN in

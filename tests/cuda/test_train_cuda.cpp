@@ -124,6 +124,21 @@ TEST_F(TrainCudaTest, Bf16StaysInABandAroundTheCpuCurve) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 0.05 * b[i]) << "step " << i + 1;
 }
 
+// [device] attention = "flash" in a real run: one head of 64 (the tiny run's d_model), the same
+// band around the CPU curve as the straightforward kernels, and the device line says "flash".
+TEST_F(TrainCudaTest, FlashAttentionStaysInTheSameBand) {
+  MG_REQUIRE_GPU();
+  const std::string heads = " --set model.d_head=64";
+  auto r = train("cpu64", "--set device.backend=cpu" + heads);
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = train("flash", "--set device.backend=cuda --set device.attention=flash" + heads);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("on cuda:0 bf16 flash"), std::string::npos) << r.out;
+  const auto a = losses("flash"), b = losses("cpu64");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 0.05 * b[i]) << "step " << i + 1;
+}
+
 TEST_F(TrainCudaTest, ResumesExactlyAndWritesTelemetry) {
   MG_REQUIRE_GPU();
   const std::string gpu = "--set device.backend=cuda";

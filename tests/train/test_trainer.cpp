@@ -227,6 +227,10 @@ TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
             "[device] backend: expected \"auto\", \"cpu\" or \"cuda\", found \"tpu\"");
   EXPECT_EQ(error_of("[device]\nprecision = \"fp16\"\n"),
             "[device] precision: expected \"bf16\" or \"fp32\", found \"fp16\"");
+  EXPECT_EQ(error_of("[device]\nattention = \"fast\"\n"),
+            "[device] attention: expected \"straightforward\" or \"flash\", found \"fast\"");
+  EXPECT_EQ(error_of("[device]\nprecision = \"fp32\"\nattention = \"flash\"\n"),
+            "[device] attention: \"flash\" runs in bf16 only (precision is \"fp32\")");
   EXPECT_EQ(error_of("[device]\ncomm_timeout = -1\n"),
             "[device] comm_timeout: must be >= 0 seconds (0 = wait forever)");
   EXPECT_EQ(error_of("", {"train.steps=-4"}), "[train] steps: must be positive");
@@ -234,13 +238,20 @@ TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
   EXPECT_EQ(error_of("", {"run.name=a/b"}), "[run] name: 'a/b' is not a directory name");
   std::string path = (fs::temp_directory_path() / "muongpt_cfg_ok.toml").string();
   std::ofstream(path) << "[train]\nsteps = 3\n";
-  RunConfig c = load_run_config(
-      path, {"train.steps=9", "run.name=abc", "optim.muon.lr=0.02", "telemetry.every=0"});
+  RunConfig c = load_run_config(path, {"train.steps=9", "run.name=abc", "optim.muon.lr=0.02",
+                                       "telemetry.every=0", "device.attention=flash"});
   EXPECT_EQ(c.train.steps, 9);
   EXPECT_EQ(c.run.name, "abc");
   EXPECT_DOUBLE_EQ(c.optim.muon.lr, 0.02);
   EXPECT_EQ(c.telemetry.every, 0);
   EXPECT_EQ(run_config_from_string(c.to_toml(), "x").to_toml(), c.to_toml());
+  // The saved config keeps every [device] key (a resumed run computes the same way).
+  const RunConfig back = run_config_from_string(c.to_toml(), "x");
+  EXPECT_EQ(back.device.attention, "flash");
+  EXPECT_EQ(back.device.precision, "bf16");
+  EXPECT_EQ(run_config_from_string(load_run_config(path, {"device.precision=fp32"}).to_toml(), "x")
+                .device.precision,
+            "fp32");
 }
 
 }  // namespace
