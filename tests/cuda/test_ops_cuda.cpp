@@ -21,6 +21,7 @@
 // Output buffers start as NaN (0xff bytes, NaN in fp32 and bf16), so an unwritten entry fails.
 #include <gtest/gtest.h>
 
+#include "testing/attention_reference.h"
 #include "testing/cuda_testing.h"
 
 #ifdef MUONGPT_HAVE_CUDA
@@ -219,13 +220,10 @@ V bhtd_to_bthd(const V& x, int64_t B, int64_t T, int64_t H, int64_t dh) {
   return y;
 }
 
-struct HeadShape {
-  int64_t B, T, H, dh;
-};
-std::string str(const HeadShape& s) {
-  return "B=" + std::to_string(s.B) + " T=" + std::to_string(s.T) + " H=" + std::to_string(s.H) +
-         " dh=" + std::to_string(s.dh);
-}
+using testing::attention_reference;
+using testing::AttnRef;
+using testing::HeadShape;
+using testing::str;
 const HeadShape kHeadShapes[] = {{1, 1, 1, 32},   {3, 7, 3, 64},    {1, 65, 1, 128},
                                  {3, 130, 3, 32}, {1, 130, 2, 128}, {3, 1, 3, 64}};
 
@@ -487,61 +485,8 @@ TYPED_TEST(OpsCuda, HeadsSplitAndMergeArePermutations) {
 // reference P and dP = dy vᵀ, D_t = Σ_u P dP, A_t = Σ_u P |dP|, M = 2 P |dP − D| + P A_t):
 //   y: P|v|     dv: Pᵀ|dy|     dq: scale · M|k|     dk: scale · Mᵀ|q|
 // bf16: rel = 1e-5 + 1.05 u (first-order bound u·(|ref| + mag), derived in docs/numerics.md, the
-// 5% covering second-order terms); fp32: rel = 1e-5 on the same magnitudes.
-struct AttnRef {
-  Vec y, probs, dq, dk, dv;           // y, dq, dk, dv: [B, T, H, dh]; probs: [B, H, T, T]
-  Vec mag_y, mag_dq, mag_dk, mag_dv;  // [B, T, H, dh]
-};
-
-AttnRef attention_reference(const FVec& q, const FVec& k, const FVec& v, const FVec& dy,
-                            const HeadShape& s, double scale) {
-  const int64_t B = s.B, T_ = s.T, H = s.H, dh = s.dh, size = B * T_ * H * dh;
-  AttnRef r;
-  const Vec qd = to_double(q), kd = to_double(k), vd = to_double(v), dyd = to_double(dy);
-  r.y.resize(sz(size)), r.dq.resize(sz(size)), r.dk.resize(sz(size));
-  r.dv.resize(sz(size)), r.probs.resize(sz(B * H * T_ * T_));
-  attention_forward(r.y.data(), r.probs.data(), qd.data(), kd.data(), vd.data(), B, T_, H, dh,
-                    scale);
-  Vec scratch(sz(T_ * T_));
-  attention_backward(r.dq.data(), r.dk.data(), r.dv.data(), scratch.data(), dyd.data(),
-                     r.probs.data(), qd.data(), kd.data(), vd.data(), B, T_, H, dh, scale);
-  r.mag_y.assign(sz(size), 0.0), r.mag_dq.assign(sz(size), 0.0);
-  r.mag_dk.assign(sz(size), 0.0), r.mag_dv.assign(sz(size), 0.0);
-  auto at = [&](int64_t b, int64_t t, int64_t h, int64_t c) {
-    return ((b * T_ + t) * H + h) * dh + c;
-  };
-  Vec M(sz(T_ * T_));
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t h = 0; h < H; ++h) {
-      const double* P = r.probs.data() + (b * H + h) * T_ * T_;
-      for (int64_t t = 0; t < T_; ++t) {
-        Vec dp(sz(t + 1));
-        double D = 0, A = 0;
-        for (int64_t u = 0; u <= t; ++u) {
-          double s_ = 0;
-          for (int64_t c = 0; c < dh; ++c) s_ += dyd[at(b, t, h, c)] * vd[at(b, u, h, c)];
-          dp[u] = s_;
-          D += P[t * T_ + u] * s_;
-          A += P[t * T_ + u] * std::abs(s_);
-        }
-        for (int64_t u = 0; u <= t; ++u)
-          M[t * T_ + u] = 2 * P[t * T_ + u] * std::abs(dp[u] - D) + P[t * T_ + u] * A;
-      }
-      for (int64_t t = 0; t < T_; ++t) {
-        for (int64_t u = 0; u <= t; ++u) {
-          const double p = P[t * T_ + u], m = M[t * T_ + u];
-          for (int64_t c = 0; c < dh; ++c) {
-            r.mag_y[at(b, t, h, c)] += p * std::abs(vd[at(b, u, h, c)]);
-            r.mag_dv[at(b, u, h, c)] += p * std::abs(dyd[at(b, t, h, c)]);
-            r.mag_dq[at(b, t, h, c)] += scale * m * std::abs(kd[at(b, u, h, c)]);
-            r.mag_dk[at(b, u, h, c)] += scale * m * std::abs(qd[at(b, t, h, c)]);
-          }
-        }
-      }
-    }
-  }
-  return r;
-}
+// 5% covering second-order terms); fp32: rel = 1e-5 on the same magnitudes. The reference and
+// its magnitudes: tests/testing/attention_reference.h.
 
 // Device buffers of one attention call in the GPU layout.
 template <typename T>
@@ -737,31 +682,7 @@ TEST(FlashAttentionCuda, MatchesCpu) {
     const FVec q = randn_stored<T>(sz(size), rng), k = randn_stored<T>(sz(size), rng),
                v = randn_stored<T>(sz(size), rng), dy = randn_stored<T>(sz(size), rng);
     AttnRef ref = attention_reference(q, k, v, dy, s, scale);
-    auto at = [&](int64_t b, int64_t t, int64_t h, int64_t c) {
-      return sz(((b * T_ + t) * H + h) * dh + c);
-    };
-    Vec lse(sz(B * H * T_));  // base 2, of the scaled scores
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h) {
-        const double* P = ref.probs.data() + (b * H + h) * T_ * T_;
-        for (int64_t t = 0; t < T_; ++t) {
-          double e = 0, sum = 0;
-          for (int64_t c = 0; c < dh; ++c)
-            e += std::abs(double(dy[at(b, t, h, c)])) *
-                 (std::abs(ref.y[at(b, t, h, c)]) + ref.mag_y[at(b, t, h, c)]);
-          for (int64_t u = 0; u <= t; ++u) {
-            double dot = 0;
-            for (int64_t c = 0; c < dh; ++c) dot += double(q[at(b, t, h, c)]) * k[at(b, u, h, c)];
-            sum += std::exp(scale * dot);
-            const double w = scale * P[t * T_ + u] * e;
-            for (int64_t c = 0; c < dh; ++c) {
-              ref.mag_dq[at(b, t, h, c)] += w * std::abs(k[at(b, u, h, c)]);
-              ref.mag_dk[at(b, u, h, c)] += w * std::abs(q[at(b, t, h, c)]);
-            }
-          }
-          lse[sz((b * H + h) * T_ + t)] = std::log2(sum);
-        }
-      }
+    testing::add_flash_magnitudes(ref, q, k, dy, s, scale);
 
     Buf<T> d_q(bthd_to_bhtd(q, B, T_, H, dh)), d_k(bthd_to_bhtd(k, B, T_, H, dh)), d_v(v), d_dy(dy),
         d_y(size), d_dq(size), d_dk(size), d_dv(size);
@@ -771,7 +692,7 @@ TEST(FlashAttentionCuda, MatchesCpu) {
                                  dh, float(scale), stream.get());
     expect_close("y", d_y.download(), ref.y, tol, ref.mag_y);
     const std::vector<float> got_lse = d_lse.download();
-    expect_close("lse", FVec(got_lse.begin(), got_lse.end()), lse, Tol{1e-5, 1e-5});
+    expect_close("lse", FVec(got_lse.begin(), got_lse.end()), ref.lse2, Tol{1e-5, 1e-5});
 
     flash_attention_backward_cuda(d_dq.get(), d_dk.get(), d_dv.get(), d_delta.get(), d_dy.get(),
                                   d_y.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), B, T_, H,
