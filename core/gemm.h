@@ -23,9 +23,14 @@ void gemm_plain(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T a
 // Through CBLAS ?syrk (half the work of a GEMM) when available.
 template <typename T>
 void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc);
+// The same over the rows: C[n, n] = alpha · A Aᵀ + beta · C for A [n, k] (row stride lda).
+template <typename T>
+void gram_rows(int64_t n, int64_t k, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc);
 
 bool gemm_uses_cblas();
-// Threads OpenBLAS may use (no effect with another BLAS or without one).
+// Threads OpenBLAS may use (no effect with another BLAS or without one), and how many it may use
+// now (1 with another BLAS or without one).
 void set_blas_threads(int n);
+int blas_threads();
 
 }  // namespace muongpt

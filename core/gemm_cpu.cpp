@@ -40,6 +40,14 @@ void set_blas_threads([[maybe_unused]] int n) {
 #endif
 }
 
+int blas_threads() {
+#if defined(MUONGPT_HAVE_CBLAS) && defined(OPENBLAS_VERSION)
+  return openblas_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 bool gemm_uses_cblas() {
 #ifdef MUONGPT_HAVE_CBLAS
   return true;
@@ -74,25 +82,42 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 #endif
 }
 
+namespace {
+
+// C[n, n] = alpha · op(A)ᵀ op(A) + beta · C with op(A) = A [k, n] (cols) or Aᵀ for A [n, k].
 template <typename T>
-void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc) {
+void syrk(bool cols, int64_t n, int64_t k, T alpha, const T* A, int64_t lda, T beta, T* C,
+          int64_t ldc) {
   if (n == 0) return;
 #ifdef MUONGPT_HAVE_CBLAS
   constexpr int64_t kMax = std::numeric_limits<int>::max();
   MG_CHECK(n <= kMax && k <= kMax && lda <= kMax && ldc <= kMax,
            "Gram dimensions exceed the BLAS integer range");
+  const auto trans = cols ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C,
+    cblas_ssyrk(CblasRowMajor, CblasUpper, trans, int(n), int(k), alpha, A, int(lda), beta, C,
                 int(ldc));
   } else {
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C,
+    cblas_dsyrk(CblasRowMajor, CblasUpper, trans, int(n), int(k), alpha, A, int(lda), beta, C,
                 int(ldc));
   }
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < i; ++j) C[i * ldc + j] = C[j * ldc + i];
 #else
-  gemm_plain(true, false, n, n, k, alpha, A, lda, A, lda, beta, C, ldc);
+  gemm_plain(cols, !cols, n, n, k, alpha, A, lda, A, lda, beta, C, ldc);
 #endif
+}
+
+}  // namespace
+
+template <typename T>
+void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc) {
+  syrk(true, n, k, alpha, A, lda, beta, C, ldc);
+}
+
+template <typename T>
+void gram_rows(int64_t n, int64_t k, T alpha, const T* A, int64_t lda, T beta, T* C, int64_t ldc) {
+  syrk(false, n, k, alpha, A, lda, beta, C, ldc);
 }
 
 #define MG_INSTANTIATE_GEMM(T)                                                                 \
@@ -100,7 +125,8 @@ void gram(int64_t k, int64_t n, T alpha, const T* A, int64_t lda, T beta, T* C, 
                         int64_t, T, T*, int64_t);                                              \
   template void gemm_plain<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t,     \
                               const T*, int64_t, T, T*, int64_t);                              \
-  template void gram<T>(int64_t, int64_t, T, const T*, int64_t, T, T*, int64_t);
+  template void gram<T>(int64_t, int64_t, T, const T*, int64_t, T, T*, int64_t);               \
+  template void gram_rows<T>(int64_t, int64_t, T, const T*, int64_t, T, T*, int64_t);
 MG_INSTANTIATE_GEMM(float)
 MG_INSTANTIATE_GEMM(double)
 

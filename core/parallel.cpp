@@ -1,6 +1,7 @@
 #include "core/parallel.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -116,6 +117,24 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& body, 
     if (i >= parts) return;
     const int64_t begin = n * i / parts, end = n * (i + 1) / parts;
     if (begin < end) body(begin, end);
+  });
+}
+
+void parallel_tasks(int64_t n, const std::function<void(int64_t, int)>& task) {
+  const int64_t workers = std::min<int64_t>(cpu_threads(), n);
+  if (workers <= 1 || t_in_pool_task) {
+    for (int64_t i = 0; i < n; ++i) task(i, 0);
+    return;
+  }
+  struct SingleThreadedBlas {
+    int before = blas_threads();
+    SingleThreadedBlas() { set_blas_threads(1); }
+    ~SingleThreadedBlas() { set_blas_threads(before); }
+  } blas;
+  std::atomic<int64_t> next{0};
+  pool().run([&](int worker) {
+    if (worker >= workers) return;
+    for (int64_t i = next++; i < n; i = next++) task(i, worker);
   });
 }
 

@@ -43,52 +43,45 @@ T* grow(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
-// dst[cols, rows] = src[rows, cols]ᵀ
-template <typename S, typename D>
-void transpose(const S* src, D* dst, int64_t rows, int64_t cols) {
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) dst[j * rows + i] = D(src[i * cols + j]);
-}
-
 double frobenius_norm(const float* X, int64_t count) {
   double s = 0;
   for (int64_t i = 0; i < count; ++i) s += double(X[i]) * double(X[i]);
   return std::sqrt(s);
 }
 
-// Newton–Schulz in float32. Works on Y = X or Xᵀ, whichever has rows ≤ cols, so that the Gram
-// matrix A = Y Yᵀ is the smaller one.
+// Newton–Schulz in float32 on Y = X / (c·‖X‖_F + eps) [m, n] with the smaller Gram matrix:
+// A = Y Yᵀ and Y ← a·Y + B·Y when m ≤ n, A = YᵀY and Y ← a·Y + Y·B when m > n (the same
+// polynomial, since (Y Yᵀ)ᵏ Y = Y (YᵀY)ᵏ), so nothing is transposed. A and A² = A Aᵀ (A is
+// symmetric) are Gram matrices: ?syrk, half the work of a GEMM.
 void newton_schulz(const DualizerSpec& spec, const float* X, float* out, int64_t m, int64_t n,
                    DualizerWorkspace& ws) {
-  const bool tr = m > n;
-  const int64_t r = tr ? n : m, c = tr ? m : n;  // Y: [r, c], r ≤ c
-  float* Y = grow(ws.f0, size_t(r * c));
-  float* Y2 = grow(ws.f1, size_t(r * c));
+  const bool tall = m > n;
+  const int64_t r = tall ? n : m;  // A, B: [r, r]
+  float* Y = grow(ws.f0, size_t(m * n));
+  float* Y2 = grow(ws.f1, size_t(m * n));
   float* A = grow(ws.f2, size_t(r * r));
   float* B = grow(ws.f3, size_t(r * r));
-  if (tr)
-    transpose(X, Y, m, n);
-  else
-    std::copy(X, X + m * n, Y);
-
-  const float denom = ns_denominator(frobenius_norm(Y, r * c), float(ns_norm_factor(spec.coeffs)),
+  const float denom = ns_denominator(frobenius_norm(X, m * n), float(ns_norm_factor(spec.coeffs)),
                                      float(spec.ns_eps));
-  for (int64_t i = 0; i < r * c; ++i) Y[i] = Y[i] / denom;
+  for (int64_t i = 0; i < m * n; ++i) Y[i] = X[i] / denom;
 
   for (int s = 0; s < spec.ns_steps; ++s) {
     const NsStep k = ns_step_coeffs(spec.coeffs, s);
     const float a = float(k.a), b = float(k.b), cc = float(k.c);
-    gemm<float>(false, true, r, r, c, 1.0f, Y, c, Y, c, 0.0f, A, r);  // A = Y Yᵀ   [r, r]
+    if (tall)
+      gram(m, n, 1.0f, Y, n, 0.0f, A, n);  // A = YᵀY   [n, n]
+    else
+      gram_rows(m, n, 1.0f, Y, n, 0.0f, A, m);  // A = Y Yᵀ   [m, m]
     for (int64_t i = 0; i < r * r; ++i) B[i] = b * A[i];
-    if (cc != 0.0f) gemm<float>(false, false, r, r, r, cc, A, r, A, r, 1.0f, B, r);  // += c·A²
-    for (int64_t i = 0; i < r * c; ++i) Y2[i] = a * Y[i];
-    gemm<float>(false, false, r, c, r, 1.0f, B, r, Y, c, 1.0f, Y2, c);  // Y2 = a·Y + B·Y
+    if (cc != 0.0f) gram(r, r, cc, A, r, 1.0f, B, r);  // B += c·AᵀA = c·A²
+    for (int64_t i = 0; i < m * n; ++i) Y2[i] = a * Y[i];
+    if (tall)
+      gemm<float>(false, false, m, n, n, 1.0f, Y, n, B, n, 1.0f, Y2, n);  // Y2 = a·Y + Y·B
+    else
+      gemm<float>(false, false, m, n, m, 1.0f, B, m, Y, n, 1.0f, Y2, n);  // Y2 = a·Y + B·Y
     std::swap(Y, Y2);
   }
-  if (tr)
-    transpose(Y, out, r, c);
-  else
-    std::copy(Y, Y + m * n, out);
+  std::copy(Y, Y + m * n, out);
 }
 
 // T = U diag(h(σ)/σ) Uᵀ X (m ≤ n) or X V diag(h(σ)/σ) Vᵀ (m > n), from the smaller Gram matrix.

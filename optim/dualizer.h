@@ -3,8 +3,9 @@
 // free-standing function on one row-major [m, n] float32 matrix, so tests, the CPU optimizer, and
 // later the GPU and multi-rank Muon (which group same-shape matrices: dualize_batch) share it.
 //
-//   ns          Newton–Schulz: X ← X / (c·‖X‖_F + eps), transposed so that rows ≤ cols, then per
-//               step A = X Xᵀ, X ← a·X + (b·A + c·A²)·X. float32 throughout, like the reference.
+//   ns          Newton–Schulz: X ← X / (c·‖X‖_F + eps), then per step A = X Xᵀ,
+//               X ← a·X + (b·A + c·A²)·X (rows ≤ cols; for a tall X the same transposed:
+//               A = XᵀX, X ← a·X + X·(b·A + c·A²)). float32 throughout, like the reference.
 //               Coefficients: jordan (3.4445, −4.7750, 2.0315), cubic (1.5, −0.5, 0), or
 //               polar-express (a different triple per step; norm factor 1.01).
 //   polar       U Vᵀ from X = U Σ Vᵀ (steepest descent under the spectral norm; SpecGD).

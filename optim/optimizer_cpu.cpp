@@ -1,6 +1,7 @@
 // The CPU optimizer: AdamW and Muon over fp32 parameters, fp32 state. Every buffer (moments,
 // momentum, Muon scratch, dualizer workspace after its first use) is allocated up front or on the
-// first step, never again.
+// first step, never again. The Muon matrices are updated concurrently, one per worker with
+// single-threaded BLAS (parallel_tasks), each with its own scratch.
 #include "optim/optimizer_cpu.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "core/comm.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "optim/dualizer.h"
 #include "optim/optimizer_state.h"
 #include "optim/schedule.h"
@@ -45,15 +47,22 @@ class CpuOptimizer final : public Optimizer {
         p.dualizer = parse_dualizer(routes[i].dualizer, ns_default, "optim",
                                     "parameter '" + routes[i].name + "'");
         p.buf.assign(n, 0.0f);
-        if (n) largest_matrix = std::max(largest_matrix, p.slot.numel());
+        if (n) {
+          largest_matrix = std::max(largest_matrix, p.slot.numel());
+          muon_.push_back(i);
+        }
       } else {
         p.m.assign(n, 0.0f);
         p.v.assign(n, 0.0f);
       }
       params_.push_back(std::move(p));
     }
-    u_.assign(size_t(largest_matrix), 0.0f);
-    o_.assign(size_t(largest_matrix), 0.0f);
+    // Largest first, so that the last tasks to start are short ones.
+    std::stable_sort(muon_.begin(), muon_.end(), [&](size_t a, size_t b) {
+      return params_[a].slot.numel() > params_[b].slot.numel();
+    });
+    scratch_.resize(size_t(std::min<int64_t>(cpu_threads(), std::max<size_t>(muon_.size(), 1))));
+    for (MuonScratch& s : scratch_) s.u.assign(size_t(largest_matrix), 0.0f);
     if (world_ > 1) {
       send_.assign(size_t(plan_.count * world_), 0.0f);
       gather_.assign(send_.size(), 0.0f);
@@ -98,16 +107,16 @@ class CpuOptimizer final : public Optimizer {
         p.update.resize(size_t(n));
         std::copy(w, w + n, p.update.begin());
       }
-      if (p.hi == p.lo) continue;  // another rank's
-      const double lr = r.lr * lr_scale;
-      if (p.muon) {
-        muon_update(p, r, lr, mu);
-        ++stats_.muon_params;
-      } else {
-        adamw_update(p, r, lr, step + 1);
-        ++stats_.adamw_params;
-      }
+      if (p.hi == p.lo || p.muon) continue;  // another rank's, or below
+      adamw_update(p, r, r.lr * lr_scale, step + 1);
+      ++stats_.adamw_params;
     }
+    parallel_tasks(int64_t(muon_.size()), [&](int64_t t, int worker) {
+      const size_t i = muon_[size_t(t)];
+      muon_update(params_[i], routes_[i], routes_[i].lr * lr_scale, mu, scratch_[size_t(worker)]);
+    });
+    stats_.muon_params += int64_t(muon_.size());
+    stats_.dualize_calls += int64_t(muon_.size());
     if (world_ > 1) {  // every rank's updated segments to every rank
       for (const ShardSegment& s : plan_.by_rank[size_t(rank_)])
         copy_segment(params_[s.param].slot.value, s, send_.data(), true);
@@ -124,14 +133,17 @@ class CpuOptimizer final : public Optimizer {
   }
 
   size_t memory_bytes() const override {
-    size_t floats =
-        send_.capacity() + recv_.capacity() + gather_.capacity() + u_.capacity() + o_.capacity();
+    size_t floats = send_.capacity() + recv_.capacity() + gather_.capacity();
     for (const Param& p : params_)
       floats += p.m.capacity() + p.v.capacity() + p.buf.capacity() + p.update.capacity();
     size_t bytes = floats * sizeof(float);
-    for (const auto* f : {&ws_.f0, &ws_.f1, &ws_.f2, &ws_.f3}) bytes += f->capacity() * 4;
-    for (const auto* d : {&ws_.d0, &ws_.d1, &ws_.d2, &ws_.d3, &ws_.d4, &ws_.d5, &ws_.d6})
-      bytes += d->capacity() * 8;
+    for (const MuonScratch& s : scratch_) {
+      const DualizerWorkspace& ws = s.ws;
+      bytes += s.u.capacity() * 4;
+      for (const auto* f : {&ws.f0, &ws.f1, &ws.f2, &ws.f3}) bytes += f->capacity() * 4;
+      for (const auto* d : {&ws.d0, &ws.d1, &ws.d2, &ws.d3, &ws.d4, &ws.d5, &ws.d6})
+        bytes += d->capacity() * 8;
+    }
     return bytes;
   }
 
@@ -273,21 +285,26 @@ class CpuOptimizer final : public Optimizer {
       adamw_element(w[j], g[j], p.m[size_t(j)], p.v[size_t(j)], k);
   }
 
-  void muon_update(Param& p, const Route& r, double lr, double mu) {
+  // One worker's Muon scratch: the dualizer's input, dualized in place, and its workspace.
+  struct MuonScratch {
+    std::vector<float> u;  // [rows, cols] of the largest matrix
+    DualizerWorkspace ws;
+  };
+
+  // Reads and writes only p (its gradient, buffer and weights) and s: tasks run concurrently.
+  void muon_update(Param& p, const Route& r, double lr, double mu, MuonScratch& s) const {
     const int64_t rows = p.slot.shape[0], cols = p.slot.shape[1], n = rows * cols;
     const bool ema = cfg_.muon.momentum_kind == "ema";
     const bool nesterov = cfg_.muon.nesterov;
     const float muf = float(mu), one_minus_mu = float(1.0 - mu);
     const float* g = p.slot.grad;
-    float* u = u_.data();  // [rows, cols]
-    float* o = o_.data();  // [rows, cols]
+    float* u = s.u.data();  // [rows, cols]
     for (int64_t j = 0; j < n; ++j)
       u[j] = muon_momentum_element(g[j], p.buf[size_t(j)], muf, one_minus_mu, ema, nesterov);
-    dualize(p.dualizer, u, o, rows, cols, ws_);
-    ++stats_.dualize_calls;
+    dualize(p.dualizer, u, u, rows, cols, s.ws);
     const MuonConsts k = muon_consts(lr, r.wd, r.scale);
     float* w = p.slot.value;
-    for (int64_t j = 0; j < n; ++j) w[j] = muon_apply_element(w[j], o[j], k.decay, k.step);
+    for (int64_t j = 0; j < n; ++j) w[j] = muon_apply_element(w[j], u[j], k.decay, k.step);
   }
 
   OptimConfig cfg_;
@@ -298,8 +315,8 @@ class CpuOptimizer final : public Optimizer {
   std::vector<float> send_, recv_, gather_;       // [world · count], [count], [world · count]
   mutable std::vector<std::vector<float>> full_;  // whole state per parameter (gathered)
   mutable std::vector<State> full_state_;
-  std::vector<float> u_, o_;  // Muon scratch, the size of the largest matrix
-  DualizerWorkspace ws_;
+  std::vector<size_t> muon_;          // this rank's Muon parameters, largest first
+  std::vector<MuonScratch> scratch_;  // one per worker of parallel_tasks
   bool record_ = false, recorded_ = false;
   StepStats stats_;
   int64_t steps_taken_ = 0;

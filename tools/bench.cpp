@@ -112,7 +112,8 @@ class Batches {
 };
 
 // Milliseconds of one dualize() call per Muon matrix (the optimizer's Newton–Schulz work), timed
-// outside the optimizer on random matrices of the same shapes: median of `reps` passes.
+// outside the optimizer on random matrices of the same shapes, run as the optimizer runs them
+// (parallel_tasks, largest first, a workspace per worker): median of `reps` passes.
 double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, int reps) {
   DualizerSpec ns_default;
   ns_default.coeffs = parse_ns_coeffs(optim.muon.ns_coeffs, "bench", "[optim.muon] ns_coeffs");
@@ -126,16 +127,26 @@ double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, in
     largest = std::max(largest, r.shape[0] * r.shape[1]);
   }
   if (muon.empty()) return 0;
-  std::vector<float> x(largest), out(largest);
+  std::stable_sort(muon.begin(), muon.end(), [](const auto& a, const auto& b) {  // largest first
+    return a.second->shape[0] * a.second->shape[1] > b.second->shape[0] * b.second->shape[1];
+  });
+  std::vector<float> x(largest);
   Rng rng(7);
   for (float& v : x) v = float(0.02 * rng.normal());
-  DualizerWorkspace ws;
+  struct Worker {
+    std::vector<float> out;
+    DualizerWorkspace ws;
+  };
+  std::vector<Worker> workers(size_t(cpu_threads()), Worker{std::vector<float>(largest), {}});
   std::vector<double> passes;
   for (int rep = 0; rep < reps + 1; ++rep) {
     const auto t0 = Clock::now();
-    for (const auto& [spec, r] : muon)
-      dualize(spec, x.data(), out.data(), r->shape[0], r->shape[1], &ws);
-    if (rep > 0) passes.push_back(since_ms(t0));  // the first pass grows the workspace
+    parallel_tasks(int64_t(muon.size()), [&](int64_t i, int w) {
+      const auto& [spec, r] = muon[size_t(i)];
+      Worker& wk = workers[size_t(w)];
+      dualize(spec, x.data(), wk.out.data(), r->shape[0], r->shape[1], &wk.ws);
+    });
+    if (rep > 0) passes.push_back(since_ms(t0));  // the first pass grows the workspaces
   }
   return median(passes);
 }

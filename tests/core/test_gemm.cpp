@@ -61,7 +61,7 @@ TEST(Gemm, PlainDouble) {
   check_all<double>(gemm_plain<double>, 1e-12);
 }
 
-TEST(Gemm, GramMatchesGemmOnBothTriangles) {
+TEST(Gemm, GramsMatchGemmOnBothTriangles) {
   Rng rng(12);
   const int64_t k = 23, n = 11, lda = n + 2;
   std::vector<double> A(k * lda), C(n * n, 5.0), want(n * n);
@@ -70,6 +70,19 @@ TEST(Gemm, GramMatchesGemmOnBothTriangles) {
   for (int64_t i = 0; i < n * n; ++i) want[i] += 0.5 * 5.0;
   gram(k, n, 2.0, A.data(), lda, 0.5, C.data(), n);
   for (int64_t i = 0; i < n * n; ++i) EXPECT_NEAR(C[i], want[i], 1e-10) << i;
+
+  // gram_rows: the Gram matrix of the rows of B [m, k], in float (Newton–Schulz's A = Y Yᵀ).
+  const int64_t m = 9, ldb = k + 1;
+  std::vector<float> B(m * ldb), G(m * m, 5.0f), want_rows(m * m);
+  for (auto& x : B) x = float(rng.normal());
+  gemm_plain(false, true, m, m, k, 2.0f, B.data(), ldb, B.data(), ldb, 0.0f, want_rows.data(), m);
+  for (int64_t i = 0; i < m * m; ++i) want_rows[i] += 0.5f * 5.0f;
+  gram_rows(m, k, 2.0f, B.data(), ldb, 0.5f, G.data(), m);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < m; ++j) {
+      EXPECT_NEAR(G[i * m + j], want_rows[i * m + j], 1e-4) << i << ", " << j;
+      EXPECT_EQ(G[i * m + j], G[j * m + i]) << "exactly symmetric";
+    }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/gemm.h"
 #include "optim/dualizer.h"
 #include "optim/optim_testing.h"
 
@@ -244,6 +245,49 @@ TEST(NewtonSchulz, ConvergentPresetsReachThePolarFactor) {
   auto sv = singular_values(dualized("ns:polar-express:5", x, 32, 48).data(), 32, 48);
   EXPECT_GT(sv.back(), 0.7);
   EXPECT_LT(sv.front(), 1.2);
+}
+
+// The iteration as it was before it used the symmetry of A = Y Yᵀ: Y = X, or Xᵀ when X is tall,
+// normalised; per step A = Y Yᵀ and B = b·A + c·A·A by full GEMMs, Y ← a·Y + B·Y; transposed back.
+std::vector<float> ns_full_gemm(const std::string& name, const std::vector<float>& x, int64_t m,
+                                int64_t n) {
+  const DualizerSpec s = spec(name);
+  const bool tr = m > n;
+  const int64_t r = tr ? n : m, c = tr ? m : n;
+  std::vector<float> y(x.size()), y2(x.size()), a(size_t(r * r)), b(size_t(r * r));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) y[size_t(tr ? j * m + i : i * n + j)] = x[size_t(i * n + j)];
+  const float denom =
+      float(std::sqrt(dot(x, x))) * float(ns_norm_factor(s.coeffs)) + float(s.ns_eps);
+  for (float& v : y) v /= denom;
+  for (int step = 0; step < s.ns_steps; ++step) {
+    const NsStep k = ns_step_coeffs(s.coeffs, step);
+    gemm<float>(false, true, r, r, c, 1.0f, y.data(), c, y.data(), c, 0.0f, a.data(), r);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = float(k.b) * a[i];
+    gemm<float>(false, false, r, r, r, float(k.c), a.data(), r, a.data(), r, 1.0f, b.data(), r);
+    for (size_t i = 0; i < y.size(); ++i) y2[i] = float(k.a) * y[i];
+    gemm<float>(false, false, r, c, r, 1.0f, b.data(), r, y.data(), c, 1.0f, y2.data(), c);
+    std::swap(y, y2);
+  }
+  std::vector<float> out(x.size());
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) out[size_t(i * n + j)] = y[size_t(tr ? j * m + i : i * n + j)];
+  return out;
+}
+
+TEST(NewtonSchulz, SymmetricProductsMatchTheFullGemmIteration) {
+  // dualize() computes A and A² as Gram matrices (?syrk) and works on a tall X itself (A = XᵀX,
+  // X ← a·X + X·B) instead of its transpose: the same polynomial in other rounding orders.
+  for (const Shape& s : {Shape{96, 160}, Shape{160, 96}, Shape{64, 64}}) {
+    const auto x = gaussian(s.m, s.n, 81);
+    for (const char* name : {"ns5", "ns:cubic:5", "ns:polar-express:5"}) {
+      const double diff =
+          max_abs_diff(dualized(name, x, s.m, s.n), ns_full_gemm(name, x, s.m, s.n));
+      std::printf("  %s %lldx%lld: max |symmetric - full GEMM| = %.2g\n", name, (long long)s.m,
+                  (long long)s.n, diff);
+      EXPECT_LT(diff, 1e-5) << name << " " << s.m << "x" << s.n;
+    }
+  }
 }
 
 TEST(Dualizer, StableRankRisesTowardsMinDimAsPGrows) {

@@ -13,12 +13,14 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/gemm.h"
 #include "core/safetensors.h"
 #include "model/gpt.h"
 #include "optim/optim_testing.h"
 #include "optim/optimizer.h"
 #include "optim/routing.h"
 #include "optim/schedule.h"
+#include "optim/update_math.h"
 #include "testing/errors.h"
 #include "testing/model_util.h"
 
@@ -285,6 +287,47 @@ TEST(Optimizer, RecordsTheAppliedUpdateAndCountsDualizerCalls) {
   EXPECT_LT(sv.front(), 1.3 * lr);
   EXPECT_EQ(opt->last_step_stats().step, 1);
   EXPECT_EQ(opt->last_step_stats().lr_scale, 0.8);
+}
+
+// The Muon matrices are updated concurrently (parallel_tasks: whole matrices on the workers,
+// single-threaded BLAS, scratch per worker), bit-identically to one at a time in order.
+TEST(Optimizer, ConcurrentMuonUpdatesEqualOneAtATime) {
+  const OptimConfig cfg;
+  testing::ToyParams toy({{"blocks.0.attn.wq", {24, 24}},
+                          {"blocks.0.mlp.w1", {48, 24}},
+                          {"blocks.0.mlp.w2", {24, 48}},
+                          {"blocks.1.attn.wq", {24, 24}},
+                          {"blocks.1.mlp.w1", {48, 24}}},
+                         8);
+  const auto routes = resolve_routing(toy.specs, cfg, "t", nullptr);
+  auto opt = Optimizer::create(routes, toy.slots(), cfg);
+  auto want = toy.values;
+  std::vector<std::vector<float>> buf;
+  for (const auto& v : toy.values) buf.emplace_back(v.size(), 0.0f);
+  const int blas = blas_threads();
+  for (int t = 0; t < 3; ++t) {
+    Rng rng(90 + t);
+    for (auto& g : toy.grads)
+      for (float& v : g) v = float(0.01 * rng.normal());
+    opt->step(t, 0.9);
+    const double mu = opt->last_step_stats().muon_momentum;
+    set_blas_threads(1);
+    for (size_t i = 0; i < routes.size(); ++i) {
+      const auto& g = toy.grads[i];
+      std::vector<float> u(g.size());
+      for (size_t j = 0; j < u.size(); ++j)
+        u[j] = muon_momentum_element(g[j], buf[i][j], float(mu), float(1.0 - mu), true, true);
+      dualize(testing::spec(routes[i].dualizer), u.data(), u.data(), toy.specs[i].shape[0],
+              toy.specs[i].shape[1]);
+      const MuonConsts k = muon_consts(routes[i].lr * 0.9, routes[i].wd, routes[i].scale);
+      for (size_t j = 0; j < u.size(); ++j)
+        want[i][j] = muon_apply_element(want[i][j], u[j], k.decay, k.step);
+    }
+    set_blas_threads(blas);
+    for (size_t i = 0; i < routes.size(); ++i)
+      EXPECT_EQ(toy.values[i], want[i]) << routes[i].name << " step " << t;
+  }
+  EXPECT_EQ(opt->dualize_calls(), 5);
 }
 
 // memory_bytes() counts the state (AdamW: two moments per element; Muon: one buffer) and grows
