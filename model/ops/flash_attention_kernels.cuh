@@ -125,22 +125,11 @@ __device__ __forceinline__ void acc_to_a(uint32_t a[4], const float lo[4], const
   a[3] = pack_bf16(hi[2], hi[3]);  // row g + 8, k + 8
 }
 
-// acc[N/8][4] += A (16 × K, fragments a[K/16]) · B (K × N from a shared tile) where B = tileᵀ
-// (tile rows = n) or B = tile (tile rows = k).
-template <int K, int N>
-__device__ __forceinline__ void mma_tile_t(float acc[][4], const uint32_t a[][4], const bf16* tile,
-                                           int ld) {
-#pragma unroll
-  for (int kk = 0; kk < K / 16; ++kk)
-#pragma unroll
-    for (int nn = 0; nn < N / 16; ++nn) {
-      uint32_t b[4];
-      load_b_t(b, tile, ld, nn * 16, kk * 16);
-      mma(acc[2 * nn], a[kk], b);
-      mma(acc[2 * nn + 1], a[kk], b + 2);
-    }
-}
-template <int K, int N>
+// Which matrix of a shared tile an mma_tile product takes as B.
+enum class BFrom { tile_transposed, tile };  // x · tileᵀ (tile rows = n), x · tile (rows = k)
+
+// acc[N/8][4] += A (16 × K, fragments a[K/16]) · B (K × N) from a shared tile.
+template <int K, int N, BFrom kB>
 __device__ __forceinline__ void mma_tile(float acc[][4], const uint32_t a[][4], const bf16* tile,
                                          int ld) {
 #pragma unroll
@@ -148,7 +137,10 @@ __device__ __forceinline__ void mma_tile(float acc[][4], const uint32_t a[][4], 
 #pragma unroll
     for (int nn = 0; nn < N / 16; ++nn) {
       uint32_t b[4];
-      load_b(b, tile, ld, kk * 16, nn * 16);
+      if constexpr (kB == BFrom::tile_transposed)
+        load_b_t(b, tile, ld, nn * 16, kk * 16);
+      else
+        load_b(b, tile, ld, kk * 16, nn * 16);
       mma(acc[2 * nn], a[kk], b);
       mma(acc[2 * nn + 1], a[kk], b + 2);
     }
@@ -257,7 +249,7 @@ __global__ void __launch_bounds__(kThreads)
 
     float s[kKeyTile / 8][4];
     zero<kKeyTile>(s);
-    mma_tile_t<D, kKeyTile>(s, qa, sK, ld);  // S = q kᵀ
+    mma_tile<D, kKeyTile, BFrom::tile_transposed>(s, qa, sK, ld);  // S = q kᵀ
     // Scaled into base 2 and masked (u > t, u ≥ T); every row sees key k0 ≤ its position live,
     // so the row max below is finite.
     float mx[2] = {-INFINITY, -INFINITY};
@@ -292,7 +284,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 4; ++e) o[j][e] *= alpha[e >> 1];
     uint32_t pa[kKeyTile / 16][4];
     acc_to_rows<kKeyTile>(pa, s);
-    mma_tile<kKeyTile, D>(o, pa, sV, ld);  // y += P̃ v
+    mma_tile<kKeyTile, D, BFrom::tile>(o, pa, sV, ld);  // y += P̃ v
   }
 
   float inv[2];
@@ -364,7 +356,7 @@ __global__ void __launch_bounds__(kThreads)
     load_rows<D>(ka, sK, ld, warp * 16);
     float p[QT / 8][4];
     zero<QT>(p);
-    mma_tile_t<D, QT>(p, ka, sQ, ld);  // Sᵀ = k qᵀ
+    mma_tile<D, QT, BFrom::tile_transposed>(p, ka, sQ, ld);  // Sᵀ = k qᵀ
 #pragma unroll
     for (int j = 0; j < QT / 8; ++j)
 #pragma unroll
@@ -374,13 +366,13 @@ __global__ void __launch_bounds__(kThreads)
       }
     uint32_t pa[QT / 16][4];
     acc_to_rows<QT>(pa, p);
-    mma_tile<QT, D>(dv_acc, pa, sDy, ld);  // dv += Pᵀ dy
+    mma_tile<QT, D, BFrom::tile>(dv_acc, pa, sDy, ld);  // dv += Pᵀ dy
 
     uint32_t va[D / 16][4];
     load_rows<D>(va, sV, ld, warp * 16);
     float ds[QT / 8][4];
     zero<QT>(ds);
-    mma_tile_t<D, QT>(ds, va, sDy, ld);  // dPᵀ = v dyᵀ
+    mma_tile<D, QT, BFrom::tile_transposed>(ds, va, sDy, ld);  // dPᵀ = v dyᵀ
 #pragma unroll
     for (int j = 0; j < QT / 8; ++j)
 #pragma unroll
@@ -390,7 +382,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     uint32_t dsa[QT / 16][4];
     acc_to_rows<QT>(dsa, ds);
-    mma_tile<QT, D>(dk_acc, dsa, sQ, ld);  // dk += dSᵀ q (scaled at the end)
+    mma_tile<QT, D, BFrom::tile>(dk_acc, dsa, sQ, ld);  // dk += dSᵀ q (scaled at the end)
   }
   const float one[2] = {1.f, 1.f}, sc[2] = {scale, scale};
   store_rows<D>(dk + at.head_major, D, dk_acc, k0 + warp * 16, T_, sc);
@@ -436,7 +428,7 @@ __global__ void __launch_bounds__(kThreads)
     load_rows<D>(a, sQ, ld, warp * 16);
     float p[kKeyTile / 8][4];
     zero<kKeyTile>(p);
-    mma_tile_t<D, kKeyTile>(p, a, sK, ld);  // S = q kᵀ
+    mma_tile<D, kKeyTile, BFrom::tile_transposed>(p, a, sK, ld);  // S = q kᵀ
 #pragma unroll
     for (int j = 0; j < kKeyTile / 8; ++j)
 #pragma unroll
@@ -447,14 +439,14 @@ __global__ void __launch_bounds__(kThreads)
     load_rows<D>(a, sDy, ld, warp * 16);
     float ds[kKeyTile / 8][4];
     zero<kKeyTile>(ds);
-    mma_tile_t<D, kKeyTile>(ds, a, sV, ld);  // dP = dy vᵀ
+    mma_tile<D, kKeyTile, BFrom::tile_transposed>(ds, a, sV, ld);  // dP = dy vᵀ
 #pragma unroll
     for (int j = 0; j < kKeyTile / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) ds[j][e] = p[j][e] * (ds[j][e] - row_delta[e >> 1]);
     uint32_t dsa[kKeyTile / 16][4];
     acc_to_rows<kKeyTile>(dsa, ds);
-    mma_tile<kKeyTile, D>(dq_acc, dsa, sK, ld);  // dq += dS k (scaled at the end)
+    mma_tile<kKeyTile, D, BFrom::tile>(dq_acc, dsa, sK, ld);  // dq += dS k (scaled at the end)
   }
   const float sc[2] = {scale, scale};
   store_rows<D>(dq + at.head_major, D, dq_acc, q0 + warp * 16, T_, sc);

@@ -198,30 +198,8 @@ void expect_bits(const std::string& what, const FVec& got, const FVec& want) {
   }
 }
 
-// [B, T, H, dh] ↔ [B, H, T, dh] on the host.
-template <typename V>
-V bthd_to_bhtd(const V& x, int64_t B, int64_t T, int64_t H, int64_t dh) {
-  V y(x.size());
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t c = 0; c < dh; ++c)
-          y[((b * H + h) * T + t) * dh + c] = x[((b * T + t) * H + h) * dh + c];
-  return y;
-}
-template <typename V>
-V bhtd_to_bthd(const V& x, int64_t B, int64_t T, int64_t H, int64_t dh) {
-  V y(x.size());
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t c = 0; c < dh; ++c)
-          y[((b * T + t) * H + h) * dh + c] = x[((b * H + h) * T + t) * dh + c];
-  return y;
-}
-
-using testing::attention_reference;
 using testing::AttnRef;
+using testing::heads_layout;
 using testing::HeadShape;
 using testing::str;
 const HeadShape kHeadShapes[] = {{1, 1, 1, 32},   {3, 7, 3, 64},    {1, 65, 1, 128},
@@ -434,8 +412,8 @@ TYPED_TEST(OpsCuda, QkNormRopeMatchesCpu) {
       rmsnorm_forward(y.data(), r.rstd.data(), xd.data(), (const double*)nullptr, rows, dh,
                       double(eps));
       rope_forward(y.data(), cosd.data(), sind.data(), B, T_, H, dh);
-      r.out_bhtd = bthd_to_bhtd(y, B, T_, H, dh);
-      r.dx = bhtd_to_bthd(to_double(dout_bhtd), B, T_, H, dh);
+      r.out_bhtd = heads_layout(y, s, true);
+      r.dx = heads_layout(to_double(dout_bhtd), s, false);
       rope_backward(r.dx.data(), cosd.data(), sind.data(), B, T_, H, dh);
       rmsnorm_backward(r.dx.data(), (double*)nullptr, r.dx.data(), xd.data(),
                        (const double*)nullptr, r.rstd.data(), rows, dh, false);
@@ -473,7 +451,7 @@ TYPED_TEST(OpsCuda, HeadsSplitAndMergeArePermutations) {
     const FVec x = randn_stored<T>(sz(size), rng);
     Buf<T> d_x(x), d_split(size), d_back(size);
     heads_split_cuda(d_split.get(), d_x.get(), s.B, s.T, s.H, s.dh, stream.get());
-    expect_bits("split", d_split.download(), bthd_to_bhtd(x, s.B, s.T, s.H, s.dh));
+    expect_bits("split", d_split.download(), heads_layout(x, s, true));
     heads_merge_cuda(d_back.get(), d_split.get(), s.B, s.T, s.H, s.dh, stream.get());
     expect_bits("merge(split(x))", d_back.download(), x);
   }
@@ -684,7 +662,7 @@ TEST(FlashAttentionCuda, MatchesCpu) {
     AttnRef ref = attention_reference(q, k, v, dy, s, scale);
     testing::add_flash_magnitudes(ref, q, k, dy, s, scale);
 
-    Buf<T> d_q(bthd_to_bhtd(q, B, T_, H, dh)), d_k(bthd_to_bhtd(k, B, T_, H, dh)), d_v(v), d_dy(dy),
+    Buf<T> d_q(heads_layout(q, s, true)), d_k(heads_layout(k, s, true)), d_v(v), d_dy(dy),
         d_y(size), d_dq(size), d_dk(size), d_dv(size);
     DeviceArray<float> d_lse(B * H * T_), d_delta(B * H * T_);
     poison(d_lse);
@@ -697,8 +675,8 @@ TEST(FlashAttentionCuda, MatchesCpu) {
     flash_attention_backward_cuda(d_dq.get(), d_dk.get(), d_dv.get(), d_delta.get(), d_dy.get(),
                                   d_y.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), B, T_, H,
                                   dh, float(scale), stream.get());
-    const FVec dq = bhtd_to_bthd(d_dq.download(), B, T_, H, dh),
-               dk = bhtd_to_bthd(d_dk.download(), B, T_, H, dh), dv = d_dv.download();
+    const FVec dq = heads_layout(d_dq.download(), s, false),
+               dk = heads_layout(d_dk.download(), s, false), dv = d_dv.download();
     expect_close("dq", dq, ref.dq, tol, ref.mag_dq);
     expect_close("dk", dk, ref.dk, tol, ref.mag_dk);
     expect_close("dv", dv, ref.dv, tol, ref.mag_dv);
@@ -708,8 +686,8 @@ TEST(FlashAttentionCuda, MatchesCpu) {
     flash_attention_backward_cuda(d_dq.get(), d_dk.get(), d_dv.get(), d_delta.get(), d_dy.get(),
                                   d_y.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), B, T_, H,
                                   dh, float(scale), stream.get());
-    expect_bits("dq again", bhtd_to_bthd(d_dq.download(), B, T_, H, dh), dq);
-    expect_bits("dk again", bhtd_to_bthd(d_dk.download(), B, T_, H, dh), dk);
+    expect_bits("dq again", heads_layout(d_dq.download(), s, false), dq);
+    expect_bits("dk again", heads_layout(d_dk.download(), s, false), dk);
     expect_bits("dv again", d_dv.download(), dv);
   }
 }

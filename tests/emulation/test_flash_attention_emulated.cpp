@@ -23,6 +23,7 @@ namespace muongpt {
 namespace {
 
 using testing::AttnRef;
+using testing::heads_layout;
 using testing::HeadShape;
 using Bf16 = __nv_bfloat16;
 using FVec = std::vector<float>;
@@ -44,29 +45,6 @@ FVec randn_bf16(size_t n, Rng& rng) {
   for (float& x : v) x = bf16_to_float(float_to_bf16(float(rng.normal())));
   return v;
 }
-template <typename V>
-V bthd_to_bhtd(const V& x, const HeadShape& s) {
-  V y(x.size());
-  for (int64_t b = 0; b < s.B; ++b)
-    for (int64_t t = 0; t < s.T; ++t)
-      for (int64_t h = 0; h < s.H; ++h)
-        for (int64_t c = 0; c < s.dh; ++c)
-          y[size_t(((b * s.H + h) * s.T + t) * s.dh + c)] =
-              x[size_t(((b * s.T + t) * s.H + h) * s.dh + c)];
-  return y;
-}
-template <typename V>
-V bhtd_to_bthd(const V& x, const HeadShape& s) {
-  V y(x.size());
-  for (int64_t b = 0; b < s.B; ++b)
-    for (int64_t t = 0; t < s.T; ++t)
-      for (int64_t h = 0; h < s.H; ++h)
-        for (int64_t c = 0; c < s.dh; ++c)
-          y[size_t(((b * s.T + t) * s.H + h) * s.dh + c)] =
-              x[size_t(((b * s.H + h) * s.T + t) * s.dh + c)];
-  return y;
-}
-
 // Every |got − want| ≤ rel · (|want| + mag) + floor · max|want|, and no NaN.
 void expect_close(const char* what, const FVec& got, const std::vector<double>& want, double rel,
                   double floor_rel, const std::vector<double>& mag = {}) {
@@ -99,8 +77,9 @@ Outputs run_flash(const HeadShape& s, float scale, const FVec& q, const FVec& k,
                   const FVec& dy) {
   const int T_ = int(s.T), H = int(s.H);
   const size_t size = q.size(), rows = size_t(s.B * s.H * s.T);
-  const std::vector<Bf16> qh = to_bf16(bthd_to_bhtd(q, s)), kh = to_bf16(bthd_to_bhtd(k, s)),
-                          vb = to_bf16(v), dyb = to_bf16(dy);
+  const std::vector<Bf16> qh = to_bf16(heads_layout(q, s, true)),
+                          kh = to_bf16(heads_layout(k, s, true)), vb = to_bf16(v),
+                          dyb = to_bf16(dy);
   const Bf16 nan_bits{0xffff};
   std::vector<Bf16> y(size, nan_bits), dq(size, nan_bits), dk(size, nan_bits), dv(size, nan_bits);
   FVec lse(rows, NAN), delta(rows, NAN);
@@ -142,8 +121,8 @@ void check_shape(const HeadShape& s, uint64_t seed) {
   const double rel = 1e-5 + 1.05 * kU, floor_rel = 1e-6;
   expect_close("y", got.y, ref.y, rel, floor_rel, ref.mag_y);
   expect_close("lse", got.lse, ref.lse2, 1e-5, 1e-5);
-  expect_close("dq", bhtd_to_bthd(got.dq, s), ref.dq, rel, floor_rel, ref.mag_dq);
-  expect_close("dk", bhtd_to_bthd(got.dk, s), ref.dk, rel, floor_rel, ref.mag_dk);
+  expect_close("dq", heads_layout(got.dq, s, false), ref.dq, rel, floor_rel, ref.mag_dq);
+  expect_close("dk", heads_layout(got.dk, s, false), ref.dk, rel, floor_rel, ref.mag_dk);
   expect_close("dv", got.dv, ref.dv, rel, floor_rel, ref.mag_dv);
 }
 

@@ -20,6 +20,24 @@ inline std::string str(const HeadShape& s) {
          " dh=" + std::to_string(s.dh);
 }
 
+// x in [B, T, H, dh] → [B, H, T, dh] (to_heads_major), or back (!to_heads_major).
+template <typename V>
+V heads_layout(const V& x, const HeadShape& s, bool to_heads_major) {
+  V y(x.size());
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t t = 0; t < s.T; ++t)
+      for (int64_t h = 0; h < s.H; ++h)
+        for (int64_t c = 0; c < s.dh; ++c) {
+          const size_t token_major = size_t(((b * s.T + t) * s.H + h) * s.dh + c),
+                       head_major = size_t(((b * s.H + h) * s.T + t) * s.dh + c);
+          if (to_heads_major)
+            y[head_major] = x[token_major];
+          else
+            y[token_major] = x[head_major];
+        }
+  return y;
+}
+
 // Per head, from the reference P and dP = dy vᵀ, D_t = Σ_u P dP, A_t = Σ_u P |dP|,
 // M = 2 P |dP − D| + P A_t:
 //   y: P|v|     dv: Pᵀ|dy|     dq: scale · M|k|     dk: scale · Mᵀ|q|
