@@ -13,12 +13,11 @@
 //     are three [d, d] matrices d·d apart) into one [3, N, d] buffer; their weight gradients are
 //     one batched GEMM too; the input gradient dq·wq + dk·wk + dv·wv is summed in fp32 (three
 //     GEMMs into an fp32 buffer, rounded to T once).
-//   - QK-norm + RoPE is one fused kernel that writes the heads layout [B, H, T, dh].
-//   Straightforward
-//     attention makes every attention product one strided batched GEMM over B·H heads; v is moved
-//     to that layout by heads_split (forward, and again in the backward instead of keeping a
-//     copy), the attention output back by heads_merge. Flash attention reads v and writes the
-//     output in the token layout itself, and keeps only the rows' log-sum-exp for the backward.
+//   - QK-norm + RoPE is one fused kernel that writes the heads layout [B, H, T, dh]. There,
+//     straightforward attention makes every attention product one strided batched GEMM over B·H
+//     heads; v is moved to that layout by heads_split (forward, and again in the backward instead
+//     of keeping a copy), the attention output back by heads_merge. Flash attention reads v and
+//     writes the output in the token layout itself, and keeps only the rows' log-sum-exp.
 //   - Residual adds are GEMM epilogues: x_mid = x + y·woᵀ is "copy x, then GEMM with beta = 1",
 //     so the sum is formed in fp32 and rounded once.
 //   - The head GEMM covers all Vp rows of head.weight (a multiple of 128: friendlier tiles); the
