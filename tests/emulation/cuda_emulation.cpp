@@ -10,8 +10,37 @@
 
 #include "core/error.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MG_EMULATION_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MG_EMULATION_ASAN 1
+#endif
+#endif
+#ifdef MG_EMULATION_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace muongpt::emulation {
 namespace {
+
+// AddressSanitizer must be told about every stack switch (else it misreads the fiber stacks, for
+// instance when an exception unwinds one): before a switch, the stack being switched to; after
+// it, the saved state of the stack now running. No-ops in other builds.
+void asan_before_switch(void** fake_stack_save, const void* bottom, size_t size) {
+#ifdef MG_EMULATION_ASAN
+  __sanitizer_start_switch_fiber(fake_stack_save, bottom, size);
+#else
+  (void)fake_stack_save, (void)bottom, (void)size;
+#endif
+}
+void asan_after_switch(void* fake_stack_save, const void** bottom_old, size_t* size_old) {
+#ifdef MG_EMULATION_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack_save, bottom_old, size_old);
+#else
+  (void)fake_stack_save, (void)bottom_old, (void)size_old;
+#endif
+}
 
 constexpr int kLanes = 32;
 constexpr size_t kStackBytes = 256 * 1024;
@@ -41,6 +70,7 @@ struct Fiber {
   int tid = 0;
   bool done = false;
   std::exception_ptr error;
+  void* asan_fake_stack = nullptr;
 };
 
 struct Block {
@@ -55,6 +85,8 @@ struct Block {
   uint64_t events = 0;  // arrivals, releases and exits: a pass without any is a deadlock
   std::vector<Warp> warps;
   const std::function<void()>* body = nullptr;
+  const void* scheduler_stack = nullptr;  // the scheduler's stack, for AddressSanitizer
+  size_t scheduler_stack_size = 0;
 };
 
 Block* g_block = nullptr;  // the block being run (launch() is not reentrant)
@@ -63,7 +95,11 @@ Fiber& running() {
   return g_block->fibers[g_block->current];
 }
 void yield() {
-  swapcontext(&running().ctx, &g_block->scheduler);
+  Fiber& f = running();
+  Block& b = *g_block;
+  asan_before_switch(&f.asan_fake_stack, b.scheduler_stack, b.scheduler_stack_size);
+  swapcontext(&f.ctx, &b.scheduler);
+  asan_after_switch(f.asan_fake_stack, &b.scheduler_stack, &b.scheduler_stack_size);
 }
 
 void release_barrier_if_complete(Block& b) {
@@ -74,6 +110,7 @@ void release_barrier_if_complete(Block& b) {
 }
 
 void trampoline() {
+  asan_after_switch(nullptr, &g_block->scheduler_stack, &g_block->scheduler_stack_size);
   Fiber& f = running();
   try {
     (*g_block->body)();
@@ -84,6 +121,7 @@ void trampoline() {
   --g_block->live;
   ++g_block->events;
   release_barrier_if_complete(*g_block);
+  asan_before_switch(nullptr, g_block->scheduler_stack, g_block->scheduler_stack_size);
 }  // returns to uc_link: the scheduler
 
 // Deposits nothing itself: the caller has written its lane's inputs into `w`. Waits for all 32
@@ -262,7 +300,10 @@ void launch(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()
           for (size_t t = 0; t < b.fibers.size(); ++t) {
             if (b.fibers[t].done) continue;
             b.current = t;
+            void* fake_stack = nullptr;
+            asan_before_switch(&fake_stack, b.fibers[t].stack.get(), kStackBytes);
             swapcontext(&b.scheduler, &b.fibers[t].ctx);
+            asan_after_switch(fake_stack, nullptr, nullptr);
             if (b.fibers[t].error) std::rethrow_exception(b.fibers[t].error);
           }
           if (b.live > 0 && b.events == before)
