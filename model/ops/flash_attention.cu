@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 
@@ -25,21 +26,26 @@ void check_args(const char* op, int64_t B, int64_t T_, int64_t H, int64_t dh,
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail(op, "a buffer is not 16-byte aligned");
 }
 
-// Launches `kernel` over (row blocks, B·H) with `smem` bytes of dynamic shared memory (raising the
-// kernel's limit above the default 48 KiB when it needs more).
-template <typename Kernel, typename... Args>
-void launch(const char* name, Kernel kernel, int64_t T_, int64_t heads, size_t smem,
-            CudaStream stream, Args... args) {
-  MG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<dim3(unsigned(row_blocks(T_)), unsigned(heads)), kThreads, smem, stream>>>(args...);
+// Launches `kernel` over (row blocks, B·H) with kSmem bytes of dynamic shared memory. The kernel's
+// limit is raised above the default 48 KiB once per device it runs on, not at every launch.
+template <auto kernel, size_t kSmem, typename... Args>
+void launch(const char* name, int64_t T_, int64_t heads, CudaStream stream, Args... args) {
+  static std::atomic<int> raised_on{-1};  // the device whose limit was raised (one per process)
+  int device = 0;
+  MG_CUDA(cudaGetDevice(&device));
+  if (raised_on.load(std::memory_order_relaxed) != device) {
+    MG_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)));
+    raised_on.store(device, std::memory_order_relaxed);
+  }
+  kernel<<<dim3(unsigned(row_blocks(T_)), unsigned(heads)), kThreads, kSmem, stream>>>(args...);
   MG_CUDA_LAUNCH(name);
 }
 
 template <int D>
 void forward(bf16* y, float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B,
              int64_t T_, int64_t H, float scale, CudaStream stream) {
-  launch("flash_forward_kernel", flash_forward_kernel<D>, T_, B * H, kForwardSmem<D>, stream, y,
-         lse, q, k, v, int(T_), int(H), scale * kLog2e);
+  launch<flash_forward_kernel<D>, kForwardSmem<D>>("flash_forward_kernel", T_, B * H, stream, y,
+                                                   lse, q, k, v, int(T_), int(H), scale * kLog2e);
 }
 
 template <int D>
@@ -50,10 +56,11 @@ void backward(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf16* dy, const 
   flash_delta_kernel<<<unsigned((rows + kDeltaWarps - 1) / kDeltaWarps), kDeltaWarps * kWarp, 0,
                        stream>>>(delta, dy, y, rows, int(T_), int(H), D);
   MG_CUDA_LAUNCH("flash_delta_kernel");
-  launch("flash_dkdv_kernel", flash_dkdv_kernel<D, kDkdvQueryTile<D>>, T_, B * H, kDkdvSmem<D>,
-         stream, dk, dv, dy, lse, delta, q, k, v, int(T_), int(H), scale, scale * kLog2e);
-  launch("flash_dq_kernel", flash_dq_kernel<D>, T_, B * H, kDqSmem<D>, stream, dq, dy, lse, delta,
-         q, k, v, int(T_), int(H), scale, scale * kLog2e);
+  launch<flash_dkdv_kernel<D, kDkdvQueryTile<D>>, kDkdvSmem<D>>(
+      "flash_dkdv_kernel", T_, B * H, stream, dk, dv, dy, lse, delta, q, k, v, int(T_), int(H),
+      scale, scale * kLog2e);
+  launch<flash_dq_kernel<D>, kDqSmem<D>>("flash_dq_kernel", T_, B * H, stream, dq, dy, lse, delta,
+                                         q, k, v, int(T_), int(H), scale, scale * kLog2e);
 }
 
 }  // namespace
