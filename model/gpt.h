@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/arena.h"
+#include "core/error.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/params.h"
@@ -95,5 +97,25 @@ class Gpt {
 
 extern template class Gpt<float>;
 extern template class Gpt<double>;
+
+// The activation lookup both models (Gpt, GptCuda) share: "embed_out" and "final_in" (layer
+// ignored), or a name of Gpt<float>::kBlockActivations in block `layer` of `acts` (whose elements
+// have those members) → (buffer, width); d = d_model, F = d_mlp. Unknown names and blocks are an
+// Error.
+template <typename P, typename Acts>
+std::pair<P*, int64_t> find_activation(std::string_view kind, int64_t layer, P* embed_out,
+                                       P* final_in, const std::vector<Acts>& acts, int64_t d,
+                                       int64_t F) {
+  if (kind == "embed_out") return {embed_out, d};
+  if (kind == "final_in") return {final_in, d};
+  if (layer < 0 || layer >= int64_t(acts.size())) fail("model", "no block ", layer);
+  const Acts& a = acts[size_t(layer)];
+  if (kind == "attn_in") return {a.attn_in, d};
+  if (kind == "attn_out") return {a.attn_out, d};
+  if (kind == "mlp_in") return {a.mlp_in, d};
+  if (kind == "mlp_pre") return {a.mlp_pre, F};
+  if (kind == "mlp_act") return {a.mlp_act, F};
+  fail("model", "unknown activation '", kind, "'");
+}
 
 }  // namespace muongpt

@@ -112,19 +112,8 @@ Tensor Gpt<T>::logits() const {
 template <typename T>
 Tensor Gpt<T>::activation(std::string_view kind, int64_t layer) const {
   const int64_t N = B_ * T_, d = cfg_.d_model, F = cfg_.d_mlp();
-  auto view = [&](const T* p, int64_t width) {
-    return Tensor(const_cast<T*>(p), dtype_of<T>(), {N, width});
-  };
-  if (kind == "embed_out") return view(resid_[0], d);
-  if (kind == "final_in") return view(final_in_, d);
-  if (layer < 0 || layer >= cfg_.n_layer) fail("model", "no block ", layer);
-  const LayerActs& a = acts_[layer];
-  if (kind == "attn_in") return view(a.attn_in, d);
-  if (kind == "attn_out") return view(a.attn_out, d);
-  if (kind == "mlp_in") return view(a.mlp_in, d);
-  if (kind == "mlp_pre") return view(a.mlp_pre, F);
-  if (kind == "mlp_act") return view(a.mlp_act, F);
-  fail("model", "unknown activation '", kind, "'");
+  const auto [p, width] = find_activation(kind, layer, resid_[0], final_in_, acts_, d, F);
+  return Tensor(const_cast<T*>(p), dtype_of<T>(), {N, width});
 }
 
 template <typename T>

@@ -41,6 +41,7 @@
 #include "core/error.h"
 #include "core/gemm_cuda.h"
 #include "core/rng.h"
+#include "model/gpt.h"
 #include "model/gpt_cuda.h"
 #include "model/ops/attention.h"
 #include "model/ops/cross_entropy.h"
@@ -334,19 +335,8 @@ class GptCudaImpl final : public GptCuda::Impl {
 
   Tensor activation(std::string_view kind, int64_t layer) const override {
     const int64_t N = tokens(), d = cfg.d_model, F = cfg.d_mlp();
-    auto view = [&](const T* p, int64_t width) {
-      return Tensor(const_cast<T*>(p), storage_type<T>(), {N, width}, Device::cuda);
-    };
-    if (kind == "embed_out") return view(resid_[0], d);
-    if (kind == "final_in") return view(final_in_, d);
-    if (layer < 0 || layer >= cfg.n_layer) fail("model", "no block ", layer);
-    const LayerActs& a = acts_[size_t(layer)];
-    if (kind == "attn_in") return view(a.attn_in, d);
-    if (kind == "attn_out") return view(a.attn_out, d);
-    if (kind == "mlp_in") return view(a.mlp_in, d);
-    if (kind == "mlp_pre") return view(a.mlp_pre, F);
-    if (kind == "mlp_act") return view(a.mlp_act, F);
-    fail("model", "unknown activation '", kind, "'");
+    const auto [p, width] = find_activation(kind, layer, resid_[0], final_in_, acts_, d, F);
+    return Tensor(const_cast<T*>(p), storage_type<T>(), {N, width}, Device::cuda);
   }
 
  private:
