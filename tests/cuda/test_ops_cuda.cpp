@@ -23,6 +23,7 @@
 
 #include "testing/attention_reference.h"
 #include "testing/cuda_testing.h"
+#include "testing/tolerance.h"
 
 #ifdef MUONGPT_HAVE_CUDA
 #include <cuda_bf16.h>
@@ -64,10 +65,8 @@ size_t sz(int64_t n) {
   return static_cast<size_t>(n);
 }
 
-struct Tol {
-  double rel;    // × (|ref| + mag)
-  double floor;  // × max|ref| over the tensor
-};
+using testing::expect_close;
+using testing::Tol;
 constexpr Tol kF32{1e-5, 1e-6};
 
 template <typename T>
@@ -157,33 +156,6 @@ FVec randn_stored(size_t n, Rng& rng, double scale = 1.0) {
 }
 Vec to_double(const FVec& v) {
   return Vec(v.begin(), v.end());
-}
-
-double max_abs(const Vec& v) {
-  double m = 0;
-  for (double x : v) m = std::max(m, std::abs(x));
-  return m;
-}
-
-// Every |got − want| ≤ tol.rel · (|want| + mag) + tol.floor · max|want|; NaN fails.
-void expect_close(const std::string& what, const FVec& got, const Vec& want, Tol tol,
-                  const Vec& mag = {}) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  ASSERT_TRUE(mag.empty() || mag.size() == want.size()) << what;
-  const double floor = tol.floor * max_abs(want);
-  size_t bad = 0, worst = 0;
-  double worst_ratio = -1;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double bound = tol.rel * (std::abs(want[i]) + (mag.empty() ? 0.0 : mag[i])) + floor;
-    const double err = std::abs(double(got[i]) - want[i]);
-    if (err <= bound) continue;
-    ++bad;
-    const double ratio = std::isnan(err) ? INFINITY : bound > 0 ? err / bound : INFINITY;
-    if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size()
-                     << " entries out of tolerance; worst at " << worst << ": got " << got[worst]
-                     << ", want " << want[worst] << " (error " << worst_ratio << " × the bound)";
 }
 
 // Bit-for-bit equality (so NaN, −0 and +0 are told apart).

@@ -18,13 +18,16 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "testing/attention_reference.h"
+#include "testing/tolerance.h"
 
 namespace muongpt {
 namespace {
 
 using testing::AttnRef;
+using testing::expect_close;
 using testing::heads_layout;
 using testing::HeadShape;
+using testing::Tol;
 using Bf16 = __nv_bfloat16;
 using FVec = std::vector<float>;
 
@@ -45,28 +48,6 @@ FVec randn_bf16(size_t n, Rng& rng) {
   for (float& x : v) x = bf16_to_float(float_to_bf16(float(rng.normal())));
   return v;
 }
-// Every |got − want| ≤ rel · (|want| + mag) + floor · max|want|, and no NaN.
-void expect_close(const char* what, const FVec& got, const std::vector<double>& want, double rel,
-                  double floor_rel, const std::vector<double>& mag = {}) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  double max_want = 0;
-  for (double w : want) max_want = std::max(max_want, std::abs(w));
-  size_t bad = 0, worst = 0;
-  double worst_ratio = -1;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double bound =
-        rel * (std::abs(want[i]) + (mag.empty() ? 0.0 : mag[i])) + floor_rel * max_want;
-    const double err = std::abs(double(got[i]) - want[i]);
-    if (err <= bound) continue;
-    ++bad;
-    const double ratio = std::isnan(err) ? INFINITY : err / bound;
-    if (ratio > worst_ratio) worst_ratio = ratio, worst = i;
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << got.size()
-                     << " out of tolerance; worst at " << worst << ": got " << got[worst]
-                     << ", want " << want[worst] << " (" << worst_ratio << " × the bound)";
-}
-
 // The launch sequence of model/ops/flash_attention.cu, on the emulation.
 struct Outputs {
   FVec y, lse, dq, dk, dv;  // y, dv [B, T, H, dh]; dq, dk [B, H, T, dh]; lse [B, H, T]
@@ -118,12 +99,12 @@ void check_shape(const HeadShape& s, uint64_t seed) {
   testing::add_flash_magnitudes(ref, q, k, dy, s, scale);
   const Outputs got = s.dh == 64 ? run_flash<64>(s, float(scale), q, k, v, dy)
                                  : run_flash<128>(s, float(scale), q, k, v, dy);
-  const double rel = 1e-5 + 1.05 * kU, floor_rel = 1e-6;
-  expect_close("y", got.y, ref.y, rel, floor_rel, ref.mag_y);
-  expect_close("lse", got.lse, ref.lse2, 1e-5, 1e-5);
-  expect_close("dq", heads_layout(got.dq, s, false), ref.dq, rel, floor_rel, ref.mag_dq);
-  expect_close("dk", heads_layout(got.dk, s, false), ref.dk, rel, floor_rel, ref.mag_dk);
-  expect_close("dv", got.dv, ref.dv, rel, floor_rel, ref.mag_dv);
+  const Tol tol{1e-5 + 1.05 * kU, 1e-6};
+  expect_close("y", got.y, ref.y, tol, ref.mag_y);
+  expect_close("lse", got.lse, ref.lse2, Tol{1e-5, 1e-5});
+  expect_close("dq", heads_layout(got.dq, s, false), ref.dq, tol, ref.mag_dq);
+  expect_close("dk", heads_layout(got.dk, s, false), ref.dk, tol, ref.mag_dk);
+  expect_close("dv", got.dv, ref.dv, tol, ref.mag_dv);
 }
 
 // T below, at and across the 64-row tiles; several heads and batches (the (b, h) offsets of both
