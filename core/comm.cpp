@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -214,6 +215,25 @@ std::vector<std::string> Comm::all_gather_strings(const std::string& mine) {
   for (int r = 0; r < world_; ++r)
     out[size_t(r)].assign(recv.data() + size_t(r) * send.size(), size_t(lengths[size_t(r)]));
   return out;
+}
+
+void Comm::host_all_gather(const void* send, void* recv, int64_t bytes) {
+  if (bytes == 0) return;
+  if (world_ == 1) {
+    std::memmove(recv, send, size_t(bytes));
+    return;
+  }
+  Watch w(*this, "all_gather");
+  constexpr int64_t kPiece = int64_t(1) << 28;  // bytes per rank per collective
+  const char* in = static_cast<const char*>(send);
+  char* out = static_cast<char*>(recv);
+  std::vector<char> pieces(size_t(std::min(kPiece, bytes)) * size_t(world_));
+  for (int64_t at = 0; at < bytes; at += kPiece) {
+    const int64_t n = std::min(kPiece, bytes - at);
+    do_host_all_gather_bytes(in + at, pieces.data(), n);
+    for (int r = 0; r < world_; ++r)
+      std::memcpy(out + int64_t(r) * bytes + at, pieces.data() + int64_t(r) * n, size_t(n));
+  }
 }
 
 // --- a world of one ----------------------------------------------------------------------------

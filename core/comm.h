@@ -77,6 +77,9 @@ class Comm {
   double sum(double value);
   bool any(bool value);  // true when any rank says true
   std::vector<std::string> all_gather_strings(const std::string& mine);
+  // send [bytes] of host memory → recv [world · bytes]: block r is rank r's send (moved in
+  // pieces, so any size works with every backend).
+  void host_all_gather(const void* send, void* recv, int64_t bytes);
 
   // Device-memory communicators run their collectives on this stream (ordered after the work
   // already queued on it); without one they synchronise the device first. Host ones ignore it.

@@ -67,25 +67,27 @@ class CpuOptimizer final : public Optimizer {
       send_.assign(size_t(plan_.count * world_), 0.0f);
       gather_.assign(send_.size(), 0.0f);
       recv_.assign(size_t(plan_.count), 0.0f);
+      std::vector<ShardTensors> t;
+      for (const Param& p : params_) t.push_back({p.slot.value, p.slot.grad});
+      grads_out_ = gradients_to_blocks(plan_, t, send_.data());
+      grads_in_ = gradients_from_blocks(plan_, t, recv_.data(), rank_);
+      grads_in_all_ = gradients_from_blocks(plan_, t, send_.data(), -1);
+      values_out_ = values_to_block(plan_, t, rank_, send_.data());
+      values_in_ = values_from_blocks(plan_, t, gather_.data(), rank_);
     }
   }
 
   double reduce_gradients(bool everywhere) override {
     if (world_ > 1) {
       // Sum every rank's gradients into the owners' segments (or everyone's), then average.
-      for (int r = 0; r < world_; ++r)
-        for (const ShardSegment& s : plan_.by_rank[size_t(r)])
-          copy_segment(params_[s.param].slot.grad, s, &send_[size_t(r * plan_.count)], true);
+      run_copies(grads_out_, 1.0f);
       const float inv = 1.0f / float(world_);
       if (everywhere) {
         comm_->all_reduce_sum(send_.data(), int64_t(send_.size()), DType::f32);
-        for (int r = 0; r < world_; ++r)
-          for (const ShardSegment& s : plan_.by_rank[size_t(r)])
-            scale_into(params_[s.param].slot.grad, s, &send_[size_t(r * plan_.count)], inv);
+        run_copies(grads_in_all_, inv);
       } else {
         comm_->reduce_scatter_sum(send_.data(), recv_.data(), plan_.count, DType::f32);
-        for (const ShardSegment& s : plan_.by_rank[size_t(rank_)])
-          scale_into(params_[s.param].slot.grad, s, recv_.data(), inv);
+        run_copies(grads_in_, inv);
       }
     }
     double ss = 0;  // over this rank's own segments, then over the ranks
@@ -118,12 +120,9 @@ class CpuOptimizer final : public Optimizer {
     stats_.muon_params += int64_t(muon_.size());
     stats_.dualize_calls += int64_t(muon_.size());
     if (world_ > 1) {  // every rank's updated segments to every rank
-      for (const ShardSegment& s : plan_.by_rank[size_t(rank_)])
-        copy_segment(params_[s.param].slot.value, s, send_.data(), true);
+      run_copies(values_out_, 1.0f);
       comm_->all_gather(send_.data(), gather_.data(), plan_.count, DType::f32);
-      for (int r = 0; r < world_; ++r)
-        for (const ShardSegment& s : plan_.by_rank[size_t(r)])
-          copy_segment(params_[s.param].slot.value, s, &gather_[size_t(r * plan_.count)], false);
+      run_copies(values_in_, 1.0f);
     }
     if (recorded_)
       for (Param& p : params_)
@@ -148,7 +147,7 @@ class CpuOptimizer final : public Optimizer {
   }
 
   std::vector<SafetensorsTensor> state_tensors() const override {
-    if (world_ > 1) gather_state();
+    if (world_ > 1) gather_whole_state();
     std::vector<SafetensorsTensor> out;
     for (size_t i = 0; i < params_.size(); ++i) {
       const Param& p = params_[i];
@@ -215,59 +214,18 @@ class CpuOptimizer final : public Optimizer {
     State state() const { return {m.data(), v.data(), buf.data()}; }
   };
 
-  // Between a parameter's segment and its place in a rank block: to the block (to_block) or
-  // from it.
-  static void copy_segment(float* param, const ShardSegment& s, float* block, bool to_block) {
-    float* a = param + s.begin;
-    float* b = block + s.offset;
-    if (to_block)
-      std::copy(a, a + s.size(), b);
-    else
-      std::copy(b, b + s.size(), a);
-  }
-  static void scale_into(float* param, const ShardSegment& s, const float* block, float scale) {
-    for (int64_t j = 0; j < s.size(); ++j) param[s.begin + j] = block[s.offset + j] * scale;
-  }
-
   // Collective: every rank's state segments to every rank, assembled into whole tensors.
-  // Each rank's block holds, per segment in order, m then v (AdamW) or buf (Muon).
-  void gather_state() const {
-    auto block_size = [&](int r) {
-      int64_t n = 0;
-      for (const ShardSegment& s : plan_.by_rank[size_t(r)])
-        n += params_[s.param].muon ? s.size() : 2 * s.size();
-      return n;
-    };
-    int64_t count = 0;
-    for (int r = 0; r < world_; ++r) count = std::max(count, block_size(r));
-    std::vector<float> send(size_t(count), 0.0f), recv(size_t(count * world_));
-    int64_t at = 0;
-    for (const ShardSegment& s : plan_.by_rank[size_t(rank_)]) {
-      const Param& p = params_[s.param];
-      for (const std::vector<float>* part : {&p.m, &p.v, &p.buf})
-        for (float x : *part) send[size_t(at++)] = x;
-    }
-    comm_->all_gather(send.data(), recv.data(), count, DType::f32);
-    full_.resize(params_.size());
-    full_state_.resize(params_.size());
-    for (int r = 0; r < world_; ++r) {
-      const float* block = &recv[size_t(r * count)];
-      for (const ShardSegment& s : plan_.by_rank[size_t(r)]) {
-        const Param& p = params_[s.param];
-        std::vector<float>& whole = full_[s.param];
-        whole.resize(size_t(p.slot.numel() * (p.muon ? 1 : 2)));
-        const int64_t n = p.slot.numel();
-        if (p.muon) {
-          std::copy(block, block + n, whole.begin());
-          block += n;
-        } else {
-          std::copy(block, block + s.size(), whole.begin() + s.begin);
-          std::copy(block + s.size(), block + 2 * s.size(), whole.begin() + n + s.begin);
-          block += 2 * s.size();
-        }
-        full_state_[s.param] = p.muon ? State{nullptr, nullptr, whole.data()}
-                                      : State{whole.data(), whole.data() + n, nullptr};
-      }
+  void gather_whole_state() const {
+    std::vector<StatePiece> mine;
+    for (const Param& p : params_) mine.push_back({p.muon, p.slot.numel(), p.m, p.v, p.buf});
+    full_ = gather_state(plan_, rank_, *comm_, mine);
+    full_state_.assign(params_.size(), State{});
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const std::vector<float>& whole = full_[i];
+      if (whole.empty()) continue;
+      full_state_[i] = params_[i].muon
+                           ? State{nullptr, nullptr, whole.data()}
+                           : State{whole.data(), whole.data() + params_[i].slot.numel(), nullptr};
     }
   }
 
@@ -312,7 +270,9 @@ class CpuOptimizer final : public Optimizer {
   int rank_, world_;
   ShardPlan plan_;
   std::vector<Param> params_;
-  std::vector<float> send_, recv_, gather_;       // [world · count], [count], [world · count]
+  std::vector<float> send_, recv_, gather_;  // [world · count], [count], [world · count]
+  // The exchanges (shard_plan.h): gradients to the blocks and back (own or all), values out, in.
+  std::vector<SegmentCopy> grads_out_, grads_in_, grads_in_all_, values_out_, values_in_;
   mutable std::vector<std::vector<float>> full_;  // whole state per parameter (gathered)
   mutable std::vector<State> full_state_;
   std::vector<size_t> muon_;          // this rank's Muon parameters, largest first

@@ -13,6 +13,13 @@
 // Muon batches same-shape matrices: groups by (shape, dualizer) in order of first appearance, as
 // muon_owner_ranks() groups them. Per group: one momentum kernel over all members, one batched
 // dualize, one apply kernel. AdamW: one kernel per parameter over its element range.
+//
+// Several ranks (a device-memory communicator, NCCL): the CPU optimizer's shard plan
+// (optim/shard_plan.h). Each rank keeps the AdamW moments of its pieces and the momentum of the
+// Muon matrices it owns, and its groups hold only those. Gradients are packed into rank blocks and
+// reduce-scattered (all-reduced on telemetry steps), the updated segments all-gathered and
+// unpacked, each exchange one copy kernel over a table built once (with the working copies and
+// ΔW of the segments other ranks updated).
 #ifdef MUONGPT_HAVE_CUDA
 
 #include <cuda_runtime.h>
@@ -24,6 +31,7 @@
 #include <tuple>
 
 #include "core/arena.h"
+#include "core/comm.h"
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "optim/dualizer_cuda.h"
@@ -31,6 +39,7 @@
 #include "optim/optimizer_cuda_kernels.h"
 #include "optim/optimizer_state.h"
 #include "optim/schedule.h"
+#include "optim/shard_plan.h"
 #include "optim/update_math.h"
 
 namespace muongpt {
@@ -49,12 +58,17 @@ bool is_device_pointer(const void* p) {
 class CudaOptimizer final : public Optimizer {
  public:
   CudaOptimizer(const std::vector<Route>& routes, const std::vector<ParamSlot>& slots,
-                const OptimConfig& cfg, const CudaOptimizerOptions& options)
+                const OptimConfig& cfg, Comm* comm, const CudaOptimizerOptions& options)
       : Optimizer(routes),
         cfg_(cfg),
+        comm_(comm && comm->world() > 1 ? comm : nullptr),
+        rank_(comm_ ? comm_->rank() : 0),
+        world_(comm_ ? comm_->world() : 1),
+        plan_(make_shard_plan(routes, world_)),
         stream_(options.stream),
         precision_(options.ns_precision.value_or(default_ns_precision(slots))),
         dualizer_(options.stream) {
+    if (comm_) comm_->set_stream(stream_);  // collectives ordered with our kernels
     DualizerSpec ns_default;
     ns_default.coeffs = parse_ns_coeffs(cfg.muon.ns_coeffs, "optim", "[optim.muon] ns_coeffs");
     ns_default.ns_steps = static_cast<int>(cfg.muon.ns_steps);
@@ -73,11 +87,12 @@ class CudaOptimizer final : public Optimizer {
       p.slot = s;
       p.muon = routes[i].optimizer == "muon";
       p.n = s.numel();
-      p.lo = 0;  // one rank: every element (a shard plan will narrow AdamW ranges)
-      p.hi = p.n;
+      const ShardSegment mine = plan_.segment(i, rank_);  // one rank: every element
+      p.lo = mine.begin;
+      p.hi = mine.end;
       p.delta_offset = total_numel_;
       total_numel_ += p.n;
-      if (p.muon) {
+      if (p.muon && p.hi > p.lo) {  // a Muon matrix this rank owns
         const auto key = std::make_tuple(routes[i].shape, routes[i].dualizer);
         auto [it, fresh] = group_of.try_emplace(key, groups_.size());
         if (fresh) {
@@ -110,7 +125,7 @@ class CudaOptimizer final : public Optimizer {
       for (Param& p : params_) {
         const size_t bytes = size_t(p.hi - p.lo) * sizeof(float);
         if (p.muon) {
-          p.buf = static_cast<float*>(a.alloc_bytes(size_t(p.n) * sizeof(float)));
+          p.buf = static_cast<float*>(a.alloc_bytes(bytes));  // owner only
         } else {
           p.m = static_cast<float*>(a.alloc_bytes(bytes));
           p.v = static_cast<float*>(a.alloc_bytes(bytes));
@@ -125,6 +140,19 @@ class CudaOptimizer final : public Optimizer {
       grad_partials_ = static_cast<double*>(
           a.alloc_bytes(size_t(n_params) * kSquaresMaxChunks * sizeof(double)));
       grad_sums_ = static_cast<double*>(a.alloc_bytes(size_t(n_params) * sizeof(double)));
+      if (world_ > 1) {
+        blocks_ = static_cast<float*>(a.alloc_bytes(size_t(plan_.count * world_) * sizeof(float)));
+        own_block_ = static_cast<float*>(a.alloc_bytes(size_t(plan_.count) * sizeof(float)));
+        size_t all = 0;
+        for (const auto& segs : plan_.by_rank) all += segs.size();
+        const size_t own = plan_.by_rank[size_t(rank_)].size();
+        for (auto [list, n] : {std::pair{&grads_out_, all},
+                               {&grads_in_, own},
+                               {&grads_in_all_, all},
+                               {&values_out_, own},
+                               {&values_in_, all - own}})
+          list->table = static_cast<SegmentCopy*>(a.alloc_bytes(n * sizeof(SegmentCopy)));
+      }
     });
 
     // The tables the kernels read, written once.
@@ -144,6 +172,14 @@ class CudaOptimizer final : public Optimizer {
       MG_CUDA(cudaMemcpy(grad_segs_, segs.data(), segs.size() * sizeof(SquaresSegment),
                          cudaMemcpyHostToDevice));
     sums_host_.assign(params_.size(), 0.0);
+    if (world_ > 1) {
+      const std::vector<ShardTensors> t = shard_tensors();
+      upload_copies(grads_out_, gradients_to_blocks(plan_, t, blocks_));
+      upload_copies(grads_in_, gradients_from_blocks(plan_, t, own_block_, rank_));
+      upload_copies(grads_in_all_, gradients_from_blocks(plan_, t, blocks_, -1));
+      upload_copies(values_out_, values_to_block(plan_, t, rank_, own_block_));
+      upload_copies(values_in_, values_from_blocks(plan_, t, blocks_, rank_));
+    }
     // The arena was zeroed and the tables written on the legacy default stream; `stream` may not
     // be ordered after it.
     MG_CUDA(cudaDeviceSynchronize());
@@ -157,15 +193,29 @@ class CudaOptimizer final : public Optimizer {
     MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
   }
 
-  double reduce_gradients(bool) override {
+  double reduce_gradients(bool everywhere) override {
     if (params_.empty()) return 0.0;
+    if (world_ > 1) {
+      // Sum every rank's gradients into the owners' segments (or everyone's), then average.
+      exchange(grads_out_, 1.0f);
+      const float inv = 1.0f / float(world_);
+      comm_->set_stream(stream_);
+      if (everywhere) {
+        comm_->all_reduce_sum(blocks_, plan_.count * world_, DType::f32);
+        exchange(grads_in_all_, inv);
+      } else {
+        comm_->reduce_scatter_sum(blocks_, own_block_, plan_.count, DType::f32);
+        exchange(grads_in_, inv);
+      }
+    }
+    // Over this rank's own segments (parameter order: deterministic), then over the ranks.
     sum_squares_segments(grad_segs_, int64_t(params_.size()), grad_partials_, grad_sums_, stream_);
     MG_CUDA(cudaMemcpyAsync(sums_host_.data(), grad_sums_, sums_host_.size() * sizeof(double),
                             cudaMemcpyDeviceToHost, as_cuda(stream_)));
     MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
     double ss = 0;
-    for (double s : sums_host_) ss += s;  // parameter order: deterministic
-    return std::sqrt(ss);
+    for (double s : sums_host_) ss += s;
+    return std::sqrt(comm_ ? comm_->sum(ss) : ss);
   }
 
   void step(int64_t step, double lr_scale) override {
@@ -176,7 +226,7 @@ class CudaOptimizer final : public Optimizer {
 
     for (size_t i = 0; i < params_.size(); ++i) {
       const Param& p = params_[i];
-      if (p.muon) continue;
+      if (p.muon || p.hi == p.lo) continue;  // below, or another rank's
       adamw_range(p, routes_[i], lr_scale, step + 1, delta);
       ++stats_.adamw_params;
     }
@@ -184,6 +234,12 @@ class CudaOptimizer final : public Optimizer {
       muon_group(g, lr_scale, mu, delta);
       stats_.dualize_calls += g.count;
       stats_.muon_params += g.count;
+    }
+    if (world_ > 1) {  // every rank's updated segments to every rank
+      exchange(values_out_, 1.0f);
+      comm_->set_stream(stream_);
+      comm_->all_gather(own_block_, blocks_, plan_.count, DType::f32);
+      exchange(values_in_, 1.0f, recorded_);
     }
     ++steps_taken_;
   }
@@ -219,7 +275,7 @@ class CudaOptimizer final : public Optimizer {
     for (size_t i = 0; i < params_.size(); ++i) {
       const Param& p = params_[i];
       if (p.muon) {
-        upload(p.buf, loaded[i][0].data(), p.n);
+        upload(p.buf, loaded[i][0].data(), p.hi - p.lo);  // the owner's whole matrix, or nothing
       } else {
         upload(p.m, loaded[i][0].data() + p.lo, p.hi - p.lo);
         upload(p.v, loaded[i][1].data() + p.lo, p.hi - p.lo);
@@ -238,6 +294,8 @@ class CudaOptimizer final : public Optimizer {
                            size_t(std::max<int64_t>(total_numel_, 1)) * sizeof(float));
       delta_ = static_cast<float*>(delta_arena_->alloc_bytes(size_t(total_numel_) * sizeof(float)));
       MG_CUDA(cudaDeviceSynchronize());  // the arena's zero fill ran on the legacy stream
+      if (world_ > 1)  // the other ranks' segments get their ΔW from the exchange
+        upload_copies(values_in_, values_from_blocks(plan_, shard_tensors(), blocks_, rank_));
     }
   }
 
@@ -301,33 +359,88 @@ class CudaOptimizer final : public Optimizer {
   }
 
   // Host copies of the moments and momentum buffers, for state_tensors(): allocated on the first
-  // call and refreshed by every call, so the views stay valid while the optimizer lives.
+  // call and refreshed by every call, so the views stay valid while the optimizer lives. Several
+  // ranks (collective): each downloads its pieces and gather_state() assembles the whole state.
   void download_state() const {
+    std::vector<std::vector<float>> m(params_.size()), v(params_.size()), buf(params_.size());
+    auto down = [&](std::vector<float>& dst, const float* src, int64_t n) {
+      dst.resize(size_t(n));
+      if (n > 0)
+        MG_CUDA(cudaMemcpyAsync(dst.data(), src, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost,
+                                as_cuda(stream_)));
+    };
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      if (p.muon) {
+        down(buf[i], p.buf, p.hi - p.lo);
+      } else {
+        down(m[i], p.m, p.hi - p.lo);
+        down(v[i], p.v, p.hi - p.lo);
+      }
+    }
+    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
     if (host_state_.empty()) {
       host_state_.resize(params_.size());
       for (size_t i = 0; i < params_.size(); ++i)
         host_state_[i].assign(params_[i].muon ? 1 : 2,
                               std::vector<float>(size_t(params_[i].n), 0.0f));
     }
-    auto down = [&](std::vector<float>& dst, const float* src, int64_t lo, int64_t n) {
-      if (n > 0)
-        MG_CUDA(cudaMemcpyAsync(dst.data() + lo, src, size_t(n) * sizeof(float),
-                                cudaMemcpyDeviceToHost, as_cuda(stream_)));
+    // Into the same host buffers every time: earlier views stay valid.
+    auto put = [&](size_t i, size_t j, const float* src) {
+      std::copy(src, src + params_[i].n, host_state_[i][j].begin());
     };
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const Param& p = params_[i];
-      auto& h = host_state_[i];
-      if (p.muon) {
-        down(h[0], p.buf, 0, p.n);
-      } else {
-        down(h[0], p.m, p.lo, p.hi - p.lo);
-        down(h[1], p.v, p.lo, p.hi - p.lo);
+    if (world_ == 1) {  // the pieces are whole
+      for (size_t i = 0; i < params_.size(); ++i) {
+        if (params_[i].n == 0) continue;
+        if (params_[i].muon) {
+          put(i, 0, buf[i].data());
+        } else {
+          put(i, 0, m[i].data());
+          put(i, 1, v[i].data());
+        }
       }
+      return;
     }
-    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+    std::vector<StatePiece> mine;
+    for (size_t i = 0; i < params_.size(); ++i)
+      mine.push_back({params_[i].muon, params_[i].n, m[i], v[i], buf[i]});
+    const std::vector<std::vector<float>> whole = gather_state(plan_, rank_, *comm_, mine);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (params_[i].n == 0) continue;
+      put(i, 0, whole[i].data());
+      if (!params_[i].muon) put(i, 1, whole[i].data() + params_[i].n);
+    }
+  }
+
+  std::vector<ShardTensors> shard_tensors() const {
+    std::vector<ShardTensors> t;
+    for (const Param& p : params_)
+      t.push_back({p.slot.value, p.slot.grad, p.slot.working_bf16,
+                   delta_ ? delta_ + p.delta_offset : nullptr});
+    return t;
+  }
+
+  // One exchange of the shard plan: a device table of copies and one kernel over it.
+  struct CopyList {
+    SegmentCopy* table = nullptr;  // device, in the arena
+    int64_t count = 0, longest = 0;
+  };
+  static void upload_copies(CopyList& list, const std::vector<SegmentCopy>& copies) {
+    list.count = int64_t(copies.size());
+    list.longest = 0;
+    for (const SegmentCopy& c : copies) list.longest = std::max(list.longest, c.n);
+    if (!copies.empty())
+      MG_CUDA(cudaMemcpy(list.table, copies.data(), copies.size() * sizeof(SegmentCopy),
+                         cudaMemcpyHostToDevice));
+  }
+  void exchange(const CopyList& list, float scale, bool record = false) const {
+    launch_segment_copies(list.table, list.count, list.longest, scale, record, stream_);
   }
 
   OptimConfig cfg_;
+  Comm* comm_;  // null: one rank
+  int rank_, world_;
+  ShardPlan plan_;
   CudaStream stream_;
   NsPrecision precision_;
   CudaDualizer dualizer_;
@@ -343,6 +456,9 @@ class CudaOptimizer final : public Optimizer {
   double* grad_partials_ = nullptr;      // [params, kSquaresMaxChunks]
   double* grad_sums_ = nullptr;          // [params]
   std::vector<double> sums_host_;
+  float* blocks_ = nullptr;     // [world, count]: packed gradients, then the gathered values
+  float* own_block_ = nullptr;  // [count]: this rank's reduced gradients, then its values
+  CopyList grads_out_, grads_in_, grads_in_all_, values_out_, values_in_;
 
   bool record_ = false, recorded_ = false;
   std::optional<Arena> delta_arena_;  // ΔW, [total_numel_], allocated when recording starts
@@ -365,7 +481,9 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const std::vector<Route>& routes,
                                                const std::vector<ParamSlot>& slots,
                                                const OptimConfig& cfg, Comm* comm,
                                                const CudaOptimizerOptions& options) {
-  if (comm) fail("optim", "multi-rank CUDA optimizer: not built yet");
+  if (comm && comm->world() > 1 && comm->buffers() != Device::cuda)
+    fail("optim", "the CUDA optimizer needs a device-memory communicator (NCCL), got ",
+         comm->backend());
   if (routes.size() != slots.size())
     fail("optim", routes.size(), " routes for ", slots.size(), " parameters");
   for (const ParamSlot& s : slots)
@@ -373,7 +491,7 @@ std::unique_ptr<Optimizer> make_cuda_optimizer(const std::vector<Route>& routes,
       fail("optim", "the CUDA optimizer needs every parameter on the GPU, '", s.name,
            "' is on the ", device_name(s.device));
   if (cuda_device_count() == 0) fail("optim", "the CUDA optimizer: ", describe_devices());
-  return std::make_unique<CudaOptimizer>(routes, slots, cfg, options);
+  return std::make_unique<CudaOptimizer>(routes, slots, cfg, comm, options);
 }
 
 }  // namespace muongpt

@@ -78,6 +78,18 @@ __global__ void adamw_kernel(float* __restrict__ value, const float* __restrict_
   }
 }
 
+__global__ void segment_copies_kernel(const SegmentCopy* __restrict__ copies, float scale,
+                                      bool record) {
+  const SegmentCopy c = copies[blockIdx.y];
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < c.n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float v = scale == 1.0f ? c.src[i] : c.src[i] * scale;
+    if (record && c.delta) c.delta[i] = v - c.dst[i];
+    c.dst[i] = v;
+    if (c.working) c.working[i] = cuda::f32_to_bf16_bits(v);
+  }
+}
+
 }  // namespace
 
 void launch_muon_momentum(const MuonMember* members, int64_t count, int64_t mn, float mu,
@@ -105,6 +117,15 @@ void launch_adamw(float* value, const float* grad, float* m, float* v, uint16_t*
   if (n <= 0) return;
   adamw_kernel<<<blocks_x(n, 1), kThreads, 0, as_cuda(stream)>>>(value, grad, m, v, working, delta,
                                                                  n, k);
+  MG_CUDA(cudaGetLastError());
+}
+
+void launch_segment_copies(const SegmentCopy* copies, int64_t count, int64_t longest, float scale,
+                           bool record, CudaStream stream) {
+  if (count <= 0 || longest <= 0) return;
+  if (count > 65535) fail("optim", "shard exchange: ", count, " segments (at most 65535)");
+  const dim3 grid(blocks_x(longest, count), static_cast<unsigned>(count));
+  segment_copies_kernel<<<grid, kThreads, 0, as_cuda(stream)>>>(copies, scale, record);
   MG_CUDA(cudaGetLastError());
 }
 

@@ -30,7 +30,9 @@ NsPrecision default_ns_precision(const std::vector<ParamSlot>& slots);
 // routes and slots already agree (create() checks it); every slot's value, grad and working_bf16
 // are device pointers. Allocates every buffer (state, Muon scratch, dualizer workspace) in one
 // device allocation and runs each dualizer once on zeros, so that the GEMM plans and library
-// workspaces exist before the first step. comm must be null for now (one rank).
+// workspaces exist before the first step. With a communicator of several ranks (device memory:
+// NCCL) the work is sharded as on the CPU (optim/shard_plan.h), and the communicator's
+// collectives are set to run on options.stream.
 std::unique_ptr<Optimizer> make_cuda_optimizer(const std::vector<Route>& routes,
                                                const std::vector<ParamSlot>& slots,
                                                const OptimConfig& cfg, Comm* comm,

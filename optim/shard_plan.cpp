@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/comm.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "optim/optimizer.h"
 
@@ -36,6 +38,104 @@ ShardPlan make_shard_plan(const std::vector<Route>& routes, int world) {
   }
   plan.count = *std::max_element(used.begin(), used.end());
   return plan;
+}
+
+std::vector<SegmentCopy> gradients_to_blocks(const ShardPlan& plan,
+                                             const std::vector<ShardTensors>& t, float* blocks) {
+  std::vector<SegmentCopy> out;
+  for (int r = 0; r < plan.world; ++r)
+    for (const ShardSegment& s : plan.by_rank[size_t(r)])
+      out.push_back({t[s.param].grad + s.begin, blocks + r * plan.count + s.offset, s.size()});
+  return out;
+}
+
+std::vector<SegmentCopy> gradients_from_blocks(const ShardPlan& plan,
+                                               const std::vector<ShardTensors>& t,
+                                               const float* blocks, int rank) {
+  std::vector<SegmentCopy> out;
+  for (int r = 0; r < plan.world; ++r) {
+    if (rank >= 0 && r != rank) continue;
+    const float* block = rank >= 0 ? blocks : blocks + r * plan.count;
+    for (const ShardSegment& s : plan.by_rank[size_t(r)])
+      out.push_back({block + s.offset, t[s.param].grad + s.begin, s.size()});
+  }
+  return out;
+}
+
+std::vector<SegmentCopy> values_to_block(const ShardPlan& plan, const std::vector<ShardTensors>& t,
+                                         int rank, float* block) {
+  std::vector<SegmentCopy> out;
+  for (const ShardSegment& s : plan.by_rank[size_t(rank)])
+    out.push_back({t[s.param].value + s.begin, block + s.offset, s.size()});
+  return out;
+}
+
+std::vector<SegmentCopy> values_from_blocks(const ShardPlan& plan,
+                                            const std::vector<ShardTensors>& t,
+                                            const float* gathered, int rank) {
+  std::vector<SegmentCopy> out;
+  for (int r = 0; r < plan.world; ++r) {
+    if (r == rank) continue;
+    for (const ShardSegment& s : plan.by_rank[size_t(r)]) {
+      const ShardTensors& p = t[s.param];
+      out.push_back({gathered + r * plan.count + s.offset, p.value + s.begin, s.size(),
+                     p.delta ? p.delta + s.begin : nullptr,
+                     p.working ? p.working + s.begin : nullptr});
+    }
+  }
+  return out;
+}
+
+void run_copies(const std::vector<SegmentCopy>& copies, float scale) {
+  for (const SegmentCopy& c : copies)
+    for (int64_t j = 0; j < c.n; ++j) {
+      const float v = scale == 1.0f ? c.src[j] : c.src[j] * scale;
+      if (c.delta) c.delta[j] = v - c.dst[j];
+      c.dst[j] = v;
+      if (c.working) c.working[j] = float_to_bf16(v);
+    }
+}
+
+std::vector<std::vector<float>> gather_state(const ShardPlan& plan, int rank, Comm& comm,
+                                             const std::vector<StatePiece>& mine) {
+  // Each rank's block holds, per segment in order, m then v (AdamW) or buf (Muon).
+  auto block_size = [&](int r) {
+    int64_t n = 0;
+    for (const ShardSegment& s : plan.by_rank[size_t(r)])
+      n += mine[s.param].muon ? s.size() : 2 * s.size();
+    return n;
+  };
+  int64_t count = 0;
+  for (int r = 0; r < plan.world; ++r) count = std::max(count, block_size(r));
+  std::vector<float> send(size_t(count), 0.0f), recv(size_t(count * plan.world));
+  int64_t at = 0;
+  for (const ShardSegment& s : plan.by_rank[size_t(rank)]) {
+    const StatePiece& p = mine[s.param];
+    for (std::span<const float> part : {p.m, p.v, p.buf}) {
+      MG_CHECK(at + int64_t(part.size()) <= count, "state piece beyond its block");
+      std::copy(part.begin(), part.end(), send.begin() + at);
+      at += int64_t(part.size());
+    }
+  }
+  comm.host_all_gather(send.data(), recv.data(), count * int64_t(sizeof(float)));
+  std::vector<std::vector<float>> whole(mine.size());
+  for (int r = 0; r < plan.world; ++r) {
+    const float* block = &recv[size_t(r * count)];
+    for (const ShardSegment& s : plan.by_rank[size_t(r)]) {
+      const StatePiece& p = mine[s.param];
+      std::vector<float>& w = whole[s.param];
+      w.resize(size_t(p.numel * (p.muon ? 1 : 2)));
+      if (p.muon) {
+        std::copy(block, block + p.numel, w.begin());
+        block += p.numel;
+      } else {
+        std::copy(block, block + s.size(), w.begin() + s.begin);
+        std::copy(block + s.size(), block + 2 * s.size(), w.begin() + p.numel + s.begin);
+        block += 2 * s.size();
+      }
+    }
+  }
+  return whole;
 }
 
 }  // namespace muongpt

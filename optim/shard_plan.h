@@ -11,11 +11,14 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "optim/routing.h"
 
 namespace muongpt {
+
+class Comm;
 
 struct ShardSegment {
   size_t param;        // index into the routes
@@ -35,5 +38,58 @@ struct ShardPlan {
 
 // Every route's element count is the product of its shape.
 ShardPlan make_shard_plan(const std::vector<Route>& routes, int world);
+
+// The exchanges, as lists of contiguous copies between the parameters and the rank blocks. Both
+// optimizers build them from the same plan and run them, the CPU one with run_copies() and the
+// CUDA one with a kernel over the same list (optim/optimizer_cuda.cu); per element j:
+//   v = src[j] · scale;  delta[j] = v − dst[j] (when delta);  dst[j] = v;
+//   working[j] = bf16(v) (when working).
+struct SegmentCopy {
+  const float* src = nullptr;
+  float* dst = nullptr;
+  int64_t n = 0;
+  float* delta = nullptr;       // ΔW of the values replaced (telemetry), or null
+  uint16_t* working = nullptr;  // the bf16 working copy of what is written, or null
+};
+
+// Where parameter i lives in the optimizer's memory (host or device pointers, whole tensors).
+struct ShardTensors {
+  float* value = nullptr;
+  float* grad = nullptr;
+  uint16_t* working = nullptr;  // bf16 working copy, or null
+  float* delta = nullptr;       // where its ΔW is recorded, or null
+};
+
+// Every rank's gradient segments into `blocks` [world, count] (the reduce-scatter's input).
+std::vector<SegmentCopy> gradients_to_blocks(const ShardPlan& plan,
+                                             const std::vector<ShardTensors>& t, float* blocks);
+// Reduced gradients back into the parameters' gradients: rank `rank`'s own segments from its
+// block [count] (the reduce-scatter's output), or, with rank = −1, every rank's segments from the
+// all-reduced blocks [world, count].
+std::vector<SegmentCopy> gradients_from_blocks(const ShardPlan& plan,
+                                               const std::vector<ShardTensors>& t,
+                                               const float* blocks, int rank);
+// Rank `rank`'s updated value segments into its block [count] (the all-gather's input).
+std::vector<SegmentCopy> values_to_block(const ShardPlan& plan, const std::vector<ShardTensors>& t,
+                                         int rank, float* block);
+// Every other rank's value segments from the gathered blocks [world, count] into the values,
+// with the working copy and ΔW where `t` has them.
+std::vector<SegmentCopy> values_from_blocks(const ShardPlan& plan,
+                                            const std::vector<ShardTensors>& t,
+                                            const float* gathered, int rank);
+// The copies on the host.
+void run_copies(const std::vector<SegmentCopy>& copies, float scale);
+
+// One rank's optimizer state for one parameter, over its segment: AdamW's moments m and v (the
+// segment's elements), or a Muon matrix's whole momentum buffer (owner only; empty elsewhere).
+struct StatePiece {
+  bool muon = false;
+  int64_t numel = 0;  // the parameter's
+  std::span<const float> m, v, buf;
+};
+// Collective (host memory, any communicator): every rank's pieces to every rank, assembled per
+// parameter into the whole state: m then v ([2 · numel], AdamW) or buf ([numel], Muon).
+std::vector<std::vector<float>> gather_state(const ShardPlan& plan, int rank, Comm& comm,
+                                             const std::vector<StatePiece>& mine);
 
 }  // namespace muongpt

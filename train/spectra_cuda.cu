@@ -256,8 +256,12 @@ class CudaSpectra final : public Spectra {
   }
 
   void sum_grams(Comm& comm) override {
-    if (comm.world() > 1)
-      fail("telemetry", "summing activation Grams over several GPUs is not built yet");
+    if (comm.world() == 1) return;
+    if (comm.buffers() != Device::cuda)
+      fail("telemetry", "the GPU's Grams need a device-memory communicator (NCCL), got ",
+           comm.backend());
+    comm.set_stream(stream_);  // after the Grams' GEMMs
+    for (const Gram& g : grams_) comm.all_reduce_sum(g.sum, g.width * g.width, DType::f64);
   }
 
   // trace / λ_max, λ_max by Lanczos (lanczos_batched): the Grams are read, not copied.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/comm.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "data/loader.h"
@@ -256,9 +257,20 @@ std::string resolve_resume(const std::string& resume, const std::string& run_dir
   return resume;
 }
 
-// The communicator for this process's place in the job.
-std::unique_ptr<Comm> make_comm(const RankInfo& info, const RunConfig& cfg) {
+// The communicator for this process's place in the job: NCCL between GPUs (one process per GPU,
+// the rank's GPU its local rank), MPI between CPU processes.
+std::unique_ptr<Comm> make_comm(const RankInfo& info, const RunConfig& cfg,
+                                const std::string& backend) {
   if (info.world == 1) return make_single_comm();
+  if (backend == "cuda") {
+    const int gpus = cuda_device_count();
+    if (info.local_world > gpus)
+      fail(cfg.file, "[device] backend = \"cuda\" with ", info.local_world, " ranks on ", info.host,
+           " but ", gpus, " GPU", gpus == 1 ? "" : "s",
+           " visible there: multi-GPU runs take one process per GPU");
+    cuda_set_device(info.local_rank);
+    return make_nccl_comm(info, cfg.device.comm_timeout);
+  }
   if (!launched_by_mpi())
     fail(info.source, "rank ", info.rank, " of ", info.world,
          ": multi-process CPU runs exchange gradients through MPI: launch them with mpirun (or "
@@ -271,15 +283,11 @@ std::unique_ptr<Comm> make_comm(const RankInfo& info, const RunConfig& cfg) {
 TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
   const RankInfo info = discover_ranks(options.ranks);
   const std::string backend = resolve_backend(cfg.device.backend);
-  if (backend == "cuda" && info.world > 1)
-    fail(cfg.file, "[device] backend = \"cuda\" with ", info.world,
-         " ranks: multi-GPU training is not built yet (the CUDA optimizer takes no "
-         "communicator yet); train on one GPU, or on the CPU under mpirun");
   share_cpu_threads(info.local_world);
   std::printf("muongpt: %s, backend %s (%d CPU threads)\n", info.describe().c_str(),
               backend.c_str(), cpu_threads());
   std::fflush(stdout);
-  std::unique_ptr<Comm> comm = make_comm(info, cfg);
+  std::unique_ptr<Comm> comm = make_comm(info, cfg, backend);
   fault_rank() = comm->rank();
   const bool lead = comm->rank() == 0;  // rank 0 writes the run directory and prints
   const std::string dir = cfg.run_dir(), resume = resolve_resume(options.resume, dir);

@@ -45,9 +45,11 @@
 #include "optim/optimizer.h"
 #include "optim/optimizer_cuda.h"
 #include "optim/routing.h"
+#include "optim/shard_plan.h"
 #include "optim/update_math.h"
 #include "testing/cuda_testing.h"
 #include "testing/errors.h"
+#include "testing/thread_comm.h"
 
 #ifdef MUONGPT_HAVE_CUDA
 namespace muongpt {
@@ -482,11 +484,10 @@ TEST(CudaOptimizer, CreateDispatchesOnTheDevice) {
   slots[3].device = Device::cpu;
   EXPECT_EQ(error_of([&] { Optimizer::create(routes, slots, cfg); }),
             "optim: the CUDA optimizer needs every parameter on the GPU, 'mat.c0' is on the cpu");
-  int dummy = 0;
-  EXPECT_EQ(error_of([&] {
-              make_cuda_optimizer(routes, t.gpu_slots(true), cfg, reinterpret_cast<Comm*>(&dummy));
-            }),
-            "optim: multi-rank CUDA optimizer: not built yet");
+  testing::ThreadGroup group(2);  // a host-memory communicator of two ranks
+  testing::ThreadComm host_comm(group, 0);
+  EXPECT_EQ(error_of([&] { make_cuda_optimizer(routes, t.gpu_slots(true), cfg, &host_comm); }),
+            "optim: the CUDA optimizer needs a device-memory communicator (NCCL), got threads");
   slots = t.gpu_slots(true);
   slots[0].value = t.cpu_w[0].data();  // host memory in a GPU slot
   EXPECT_NE(error_of([&] { Optimizer::create(routes, slots, cfg); })
@@ -623,6 +624,133 @@ TEST(CudaOptimizer, RecordsTheAppliedUpdate) {
   t.set_grads(43);
   opt->step(2, 0.8);
   EXPECT_TRUE(opt->last_update(1).empty());
+}
+
+// Two and three ranks as threads on this one GPU (NCCL would refuse two ranks on one device),
+// each with its own device copy of the parameters and its own gradients, through the sharded
+// path (optim/shard_plan.h: pack, reduce-scatter or all-reduce, update the own segments,
+// all-gather, unpack with the working copies and ΔW), against one CUDA optimizer fed the average
+// of the gradients. Fp32 Newton–Schulz. Equal bit for bit: the averaged gradients, AdamW, the
+// state, the working copies and the recorded ΔW; the Muon matrices within the fp32 NS tolerance
+// (a rank batches fewer matrices per GEMM than the single optimizer, and cuBLAS may choose
+// another algorithm for another batch count), exact when it happens to choose the same.
+TEST(CudaOptimizer, RanksOnThreadsTrainLikeOneRankOnTheAverage) {
+  MG_REQUIRE_GPU();
+  const OptimConfig cfg = test_config("ns:jordan:5");
+  CudaOptimizerOptions options;
+  options.ns_precision = NsPrecision::fp32;
+  const auto specs = test_specs();
+  const auto routes = resolve_routing(specs, cfg, "test", nullptr);
+  constexpr int kShardSteps = 4;
+  // Rank r's gradients at step s (host), and their average as the collectives form it.
+  auto grads_of = [&](int s, int r) {
+    Twin g(specs, 1);
+    g.set_grads(uint64_t(500 + 10 * s + r));
+    return g.cpu_g;
+  };
+  for (int world : {2, 3}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    // The reference: one optimizer on the average.
+    Twin ref(specs, 60);
+    auto one = make_cuda_optimizer(routes, ref.gpu_slots(true), cfg, nullptr, options);
+    one->set_record_updates(true);
+    std::vector<std::vector<std::vector<float>>> want_w, want_g, want_d;
+    std::vector<double> want_norm;
+    for (int s = 0; s < kShardSteps; ++s) {
+      std::vector<std::vector<float>> avg;
+      for (int r = 0; r < world; ++r) {
+        const auto g = grads_of(s, r);
+        if (r == 0)
+          avg = g;
+        else
+          for (size_t i = 0; i < g.size(); ++i)
+            for (size_t j = 0; j < g[i].size(); ++j) avg[i][j] += g[i][j];
+      }
+      for (auto& a : avg)
+        for (float& v : a) v *= 1.0f / float(world);
+      for (size_t i = 0; i < avg.size(); ++i) ref.gpu_g[i]->upload(avg[i]);
+      want_g.push_back(avg);
+      want_norm.push_back(one->reduce_gradients(false));
+      one->step(s, 1.0 - 0.1 * s);
+      std::vector<std::vector<float>> w, d;
+      for (size_t i = 0; i < specs.size(); ++i) {
+        w.push_back(ref.gpu_values(i));
+        const std::span<const float> dev = one->last_update(i);
+        d.emplace_back(dev.size());
+        MG_CUDA(cudaMemcpy(d.back().data(), dev.data(), dev.size() * 4, cudaMemcpyDeviceToHost));
+      }
+      want_w.push_back(w);
+      want_d.push_back(d);
+    }
+    const auto want_state = one->state_tensors();
+
+    const ShardPlan plan = make_shard_plan(routes, world);
+    testing::ThreadGroup group(world);
+    testing::on_rank_threads(world, [&](int rank) {
+      cuda_set_device(0);
+      testing::ThreadComm comm(group, rank, Device::cuda, [](void* d, const void* src, size_t n) {
+        MG_CUDA(cudaDeviceSynchronize());  // the ranks' streams: collectives see finished work
+        MG_CUDA(cudaMemcpy(d, src, n, cudaMemcpyDefault));
+      });
+      Twin t(specs, 60);
+      cudaStream_t stream = nullptr;
+      MG_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      CudaOptimizerOptions mine = options;
+      mine.stream = stream;
+      auto opt = make_cuda_optimizer(routes, t.gpu_slots(true), cfg, &comm, mine);
+      opt->set_record_updates(true);
+      int64_t calls = 0;
+      for (int s = 0; s < kShardSteps; ++s) {
+        const auto g = grads_of(s, rank);
+        for (size_t i = 0; i < g.size(); ++i) t.gpu_g[i]->upload(g[i]);
+        const bool everywhere = s % 2 == 1;
+        const double norm = opt->reduce_gradients(everywhere);
+        EXPECT_NEAR(norm, want_norm[size_t(s)], 1e-12 * want_norm[size_t(s)]);
+        for (size_t i = 0; i < specs.size(); ++i) {
+          const auto got = t.gpu_g[i]->download();
+          const ShardSegment seg = plan.segment(i, rank);
+          for (int64_t j = 0; j < int64_t(got.size()); ++j)
+            if (everywhere || (j >= seg.begin && j < seg.end))
+              ASSERT_EQ(got[size_t(j)], want_g[size_t(s)][i][size_t(j)])
+                  << "rank " << rank << " step " << s << " " << specs[i].name << " " << j;
+        }
+        std::vector<std::vector<float>> before;
+        for (size_t i = 0; i < specs.size(); ++i) before.push_back(t.gpu_values(i));
+        opt->step(s, 1.0 - 0.1 * s);
+        calls += opt->dualize_calls();
+        MG_CUDA(cudaStreamSynchronize(stream));
+        for (size_t i = 0; i < specs.size(); ++i) {
+          const auto w = t.gpu_values(i);
+          const Errors e = relative_errors(w, want_w[size_t(s)][i], t.init[i]);
+          EXPECT_LE(e.max_rel, routes[i].optimizer == "muon" ? 5e-5 : 0.0)
+              << "rank " << rank << " step " << s << " " << specs[i].name;
+          expect_working_copy(t, i);
+          const std::span<const float> dev = opt->last_update(i);
+          std::vector<float> d(dev.size());
+          MG_CUDA(cudaMemcpy(d.data(), dev.data(), d.size() * 4, cudaMemcpyDeviceToHost));
+          // ΔW of every segment, the ones other ranks updated included.
+          ASSERT_EQ(d.size(), w.size());
+          for (size_t j = 0; j < d.size(); ++j)
+            ASSERT_EQ(d[j], w[j] - before[i][j]) << "rank " << rank << " " << specs[i].name;
+          if (routes[i].optimizer == "adamw")
+            EXPECT_EQ(d, want_d[size_t(s)][i]) << "rank " << rank << " " << specs[i].name;
+        }
+      }
+      EXPECT_EQ(comm.sum(double(calls)), double(kShardSteps * 7));  // each matrix once
+      const auto state = opt->state_tensors();                      // collective
+      ASSERT_EQ(state.size(), want_state.size());
+      for (size_t k = 0; k < state.size(); ++k) {
+        int64_t n = 1;
+        for (int64_t dim : state[k].shape) n *= dim;
+        const auto* a = static_cast<const float*>(state[k].data);
+        const auto* b = static_cast<const float*>(want_state[k].data);
+        EXPECT_EQ(std::vector<float>(a, a + n), std::vector<float>(b, b + n))
+            << "rank " << rank << " " << state[k].name;
+      }
+      opt.reset();
+      MG_CUDA(cudaStreamDestroy(stream));
+    });
+  }
 }
 
 // --- the dualizers alone ------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "core/dtype.h"
 #include "core/rng.h"
 #include "testing/cuda_testing.h"
+#include "testing/thread_comm.h"
 #include "train/spectra.h"
 
 #ifdef MUONGPT_HAVE_CUDA
@@ -203,6 +205,55 @@ TEST(CudaSpectra, LanczosConvergesOnAClusteredSpectrum) {
   spectra->zero_grams();
   spectra->add_gram(0, Tensor(dev.get(), DType::f32, {rows, w}, Device::cuda));
   EXPECT_NEAR(spectra->gram_stable_ranks({0})[0], want, 1e-5 * want);
+}
+
+// Several GPUs: sum_grams() all-reduces the accumulators over the ranks (two ranks as threads
+// on this GPU, tests/testing/thread_comm.h), so every rank's stable ranks cover every rank's
+// tokens: the same as one rank that saw both micro-batches (the float64 sums are added in the
+// same order, so equal to rounding of the Lanczos alone).
+TEST(CudaSpectra, SumGramsCoversEveryRanksTokens) {
+  MG_REQUIRE_GPU();
+  const int64_t rows = 64;
+  const std::vector<int64_t> widths = {96, 40};
+  auto act = [&](int rank, size_t k) { return gaussian(rows * widths[k], 300 + 10 * rank + k); };
+  std::vector<double> want;
+  {
+    auto one = make_cuda_spectra(widths, {}, nullptr);
+    one->zero_grams();
+    std::vector<std::unique_ptr<DeviceArray<float>>> keep;
+    for (int rank = 0; rank < 2; ++rank)
+      for (size_t k = 0; k < widths.size(); ++k) {
+        keep.push_back(std::make_unique<DeviceArray<float>>(act(rank, k)));
+        one->add_gram(k, Tensor(keep.back()->get(), DType::f32, {rows, widths[k]}, Device::cuda));
+      }
+    want = one->gram_stable_ranks({0, 1});
+  }
+  testing::ThreadGroup group(2);
+  testing::on_rank_threads(2, [&](int rank) {
+    cuda_set_device(0);
+    testing::ThreadComm comm(group, rank, Device::cuda, [](void* d, const void* src, size_t n) {
+      MG_CUDA(cudaDeviceSynchronize());
+      MG_CUDA(cudaMemcpy(d, src, n, cudaMemcpyDefault));
+    });
+    auto spectra = make_cuda_spectra(widths, {}, nullptr);
+    spectra->zero_grams();
+    std::vector<std::unique_ptr<DeviceArray<float>>> keep;
+    for (size_t k = 0; k < widths.size(); ++k) {
+      keep.push_back(std::make_unique<DeviceArray<float>>(act(rank, k)));
+      spectra->add_gram(k, Tensor(keep.back()->get(), DType::f32, {rows, widths[k]}, Device::cuda));
+    }
+    const std::vector<double> alone = spectra->gram_stable_ranks({0, 1});
+    spectra->sum_grams(comm);
+    const std::vector<double> st = spectra->gram_stable_ranks({0, 1});
+    for (size_t k = 0; k < widths.size(); ++k) {
+      EXPECT_NEAR(st[k], want[k], 1e-9 * want[k]) << "rank " << rank << " Gram " << k;
+      EXPECT_GT(std::abs(alone[k] - want[k]), 1e-6 * want[k]);  // the sum changed something
+    }
+  });
+  testing::ThreadGroup host_group(2);
+  testing::ThreadComm host_comm(host_group, 0);  // host buffers: refused before any collective
+  auto spectra = make_cuda_spectra(widths, {}, nullptr);
+  EXPECT_ANY_THROW(spectra->sum_grams(host_comm));
 }
 
 TEST(CudaSpectra, RejectsWrongActivationsAndModes) {

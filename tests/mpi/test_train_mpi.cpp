@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "data/shard.h"
@@ -179,6 +180,19 @@ TEST_F(TrainMpiTest, SeveralRanksWithoutMpirunIsAClearError) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("muongpt: error: torchrun: rank 1 of 2: multi-process CPU runs exchange "
                        "gradients through MPI"),
+            std::string::npos)
+      << r.out;
+}
+
+// A multi-GPU run takes one process per GPU: more ranks on a host than GPUs there is refused
+// before NCCL is touched (NCCL would refuse two ranks on one GPU, or wait for the missing one).
+TEST_F(TrainMpiTest, MoreCudaRanksThanGpusIsAClearError) {
+  if (cuda_device_count() >= 2) GTEST_SKIP() << "this host has enough GPUs for two ranks";
+  Result r = testing::run_muongpt(train("cuda_ranks", 1, "--set device.backend=cuda"),
+                                  "RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=2");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("[device] backend = \"cuda\" with 2 ranks on "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" visible there: multi-GPU runs take one process per GPU"),
             std::string::npos)
       << r.out;
 }
