@@ -103,12 +103,6 @@ class CpuOptimizer final : public Optimizer {
     for (size_t i = 0; i < params_.size(); ++i) {
       Param& p = params_[i];
       const Route& r = routes_[i];
-      const int64_t n = p.slot.numel();
-      float* w = p.slot.value;
-      if (recorded_) {
-        p.update.resize(size_t(n));
-        std::copy(w, w + n, p.update.begin());
-      }
       if (p.hi == p.lo || p.muon) continue;  // another rank's, or below
       adamw_update(p, r, r.lr * lr_scale, step + 1);
       ++stats_.adamw_params;
@@ -119,15 +113,11 @@ class CpuOptimizer final : public Optimizer {
     });
     stats_.muon_params += int64_t(muon_.size());
     stats_.dualize_calls += int64_t(muon_.size());
-    if (world_ > 1) {  // every rank's updated segments to every rank
+    if (world_ > 1) {  // every rank's updated segments to every rank (and their ΔW)
       run_copies(values_out_, 1.0f);
       comm_->all_gather(send_.data(), gather_.data(), plan_.count, DType::f32);
-      run_copies(values_in_, 1.0f);
+      run_copies(recorded_ ? values_in_recording_ : values_in_, 1.0f);
     }
-    if (recorded_)
-      for (Param& p : params_)
-        for (int64_t j = 0; j < p.slot.numel(); ++j)
-          p.update[size_t(j)] = p.slot.value[j] - p.update[size_t(j)];
     ++steps_taken_;
   }
 
@@ -188,7 +178,19 @@ class CpuOptimizer final : public Optimizer {
     stats_.step = counters.last_step;
   }
 
-  void set_record_updates(bool on) override { record_ = on; }
+  // The ΔW buffers are allocated the first time recording is switched on; the update loops write
+  // ΔW = new − old of their own elements, the exchange that of the other ranks' segments.
+  void set_record_updates(bool on) override {
+    record_ = on;
+    if (!on || update_buffers_) return;
+    update_buffers_ = true;
+    for (Param& p : params_) p.update.assign(size_t(p.slot.numel()), 0.0f);
+    if (world_ > 1) {
+      std::vector<ShardTensors> t;
+      for (Param& p : params_) t.push_back({p.slot.value, p.slot.grad, nullptr, p.update.data()});
+      values_in_recording_ = values_from_blocks(plan_, t, gather_.data(), rank_);
+    }
+  }
 
   std::span<const float> last_update(size_t i) const override {
     MG_CHECK(i < params_.size(), "parameter index ", i);
@@ -210,7 +212,7 @@ class CpuOptimizer final : public Optimizer {
     int64_t lo = 0, hi = 0;     // the elements this rank updates (all, a piece, or none)
     std::vector<float> m, v;    // AdamW moments of elements [lo, hi)
     std::vector<float> buf;     // Muon momentum buffer [rows, cols] (owner only)
-    std::vector<float> update;  // ΔW of the last step when recording
+    std::vector<float> update;  // ΔW of the last recorded step (all elements)
     State state() const { return {m.data(), v.data(), buf.data()}; }
   };
 
@@ -239,8 +241,18 @@ class CpuOptimizer final : public Optimizer {
     const AdamWConsts k = adamw_consts(cfg_.adamw, lr, r.wd, t);
     float* w = p.slot.value + p.lo;
     const float* g = p.slot.grad + p.lo;
-    for (int64_t j = 0; j < p.hi - p.lo; ++j)
-      adamw_element(w[j], g[j], p.m[size_t(j)], p.v[size_t(j)], k);
+    float* m = p.m.data();
+    float* v = p.v.data();
+    if (!recorded_) {
+      for (int64_t j = 0; j < p.hi - p.lo; ++j) adamw_element(w[j], g[j], m[j], v[j], k);
+      return;
+    }
+    float* delta = p.update.data() + p.lo;
+    for (int64_t j = 0; j < p.hi - p.lo; ++j) {
+      const float before = w[j];
+      adamw_element(w[j], g[j], m[j], v[j], k);
+      delta[j] = w[j] - before;
+    }
   }
 
   // One worker's Muon scratch: the dualizer's input, dualized in place, and its workspace.
@@ -262,7 +274,16 @@ class CpuOptimizer final : public Optimizer {
     dualize(p.dualizer, u, u, rows, cols, s.ws);
     const MuonConsts k = muon_consts(lr, r.wd, r.scale);
     float* w = p.slot.value;
-    for (int64_t j = 0; j < n; ++j) w[j] = muon_apply_element(w[j], u[j], k.decay, k.step);
+    if (!recorded_) {
+      for (int64_t j = 0; j < n; ++j) w[j] = muon_apply_element(w[j], u[j], k.decay, k.step);
+      return;
+    }
+    float* delta = p.update.data();
+    for (int64_t j = 0; j < n; ++j) {
+      const float after = muon_apply_element(w[j], u[j], k.decay, k.step);
+      delta[j] = after - w[j];
+      w[j] = after;
+    }
   }
 
   OptimConfig cfg_;
@@ -273,11 +294,12 @@ class CpuOptimizer final : public Optimizer {
   std::vector<float> send_, recv_, gather_;  // [world · count], [count], [world · count]
   // The exchanges (shard_plan.h): gradients to the blocks and back (own or all), values out, in.
   std::vector<SegmentCopy> grads_out_, grads_in_, grads_in_all_, values_out_, values_in_;
+  std::vector<SegmentCopy> values_in_recording_;  // values_in_ with ΔW, once recording is on
   mutable std::vector<std::vector<float>> full_;  // whole state per parameter (gathered)
   mutable std::vector<State> full_state_;
   std::vector<size_t> muon_;          // this rank's Muon parameters, largest first
   std::vector<MuonScratch> scratch_;  // one per worker of parallel_tasks
-  bool record_ = false, recorded_ = false;
+  bool record_ = false, recorded_ = false, update_buffers_ = false;
   StepStats stats_;
   int64_t steps_taken_ = 0;
 };

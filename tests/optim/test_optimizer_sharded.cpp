@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,7 @@ TEST(ShardedOptimizer, RanksOnThreadsTrainLikeOneRankOnTheAverage) {
       ThreadComm comm(group, rank);
       ToyParams t(sharded_specs(), 5);
       auto opt = Optimizer::create(routes, t.slots(), cfg, &comm);
+      opt->set_record_updates(true);
       int64_t calls = 0;
       for (int s = 0; s < kSteps; ++s) {
         const auto g = rank_grads(t.specs, s, rank);
@@ -118,11 +120,19 @@ TEST(ShardedOptimizer, RanksOnThreadsTrainLikeOneRankOnTheAverage) {
               ASSERT_EQ(t.grads[i][size_t(j)], ref.grads[size_t(s)][i][size_t(j)])
                   << "rank " << rank << " step " << s << " " << t.specs[i].name << " " << j;
         }
+        const auto before = t.values;
         opt->step(s, 1.0 - 0.1 * s);
         calls += opt->dualize_calls();
-        for (size_t i = 0; i < t.values.size(); ++i)
+        for (size_t i = 0; i < t.values.size(); ++i) {
           EXPECT_EQ(t.values[i], ref.values[size_t(s)][i])
               << "rank " << rank << " step " << s << " " << t.specs[i].name;
+          // ΔW of every element, the segments other ranks updated included.
+          const std::span<const float> u = opt->last_update(i);
+          ASSERT_EQ(u.size(), t.values[i].size());
+          for (size_t j = 0; j < u.size(); ++j)
+            ASSERT_EQ(u[j], t.values[i][j] - before[i][j])
+                << "rank " << rank << " " << t.specs[i].name << " " << j;
+        }
       }
       // Each Muon matrix dualized by exactly one rank.
       EXPECT_EQ(comm.sum(double(calls)), double(kSteps * ref.dualize_calls));
