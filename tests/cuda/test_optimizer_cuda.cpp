@@ -688,10 +688,7 @@ TEST(CudaOptimizer, RanksOnThreadsTrainLikeOneRankOnTheAverage) {
     testing::ThreadGroup group(world);
     testing::on_rank_threads(world, [&](int rank) {
       cuda_set_device(0);
-      testing::ThreadComm comm(group, rank, Device::cuda, [](void* d, const void* src, size_t n) {
-        MG_CUDA(cudaDeviceSynchronize());  // the ranks' streams: collectives see finished work
-        MG_CUDA(cudaMemcpy(d, src, n, cudaMemcpyDefault));
-      });
+      testing::ThreadComm comm(group, rank, Device::cuda, testing::device_staging_copy);
       Twin t(specs, 60);
       cudaStream_t stream = nullptr;
       MG_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

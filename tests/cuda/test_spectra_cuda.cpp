@@ -231,10 +231,7 @@ TEST(CudaSpectra, SumGramsCoversEveryRanksTokens) {
   testing::ThreadGroup group(2);
   testing::on_rank_threads(2, [&](int rank) {
     cuda_set_device(0);
-    testing::ThreadComm comm(group, rank, Device::cuda, [](void* d, const void* src, size_t n) {
-      MG_CUDA(cudaDeviceSynchronize());
-      MG_CUDA(cudaMemcpy(d, src, n, cudaMemcpyDefault));
-    });
+    testing::ThreadComm comm(group, rank, Device::cuda, testing::device_staging_copy);
     auto spectra = make_cuda_spectra(widths, {}, nullptr);
     spectra->zero_grams();
     std::vector<std::unique_ptr<DeviceArray<float>>> keep;

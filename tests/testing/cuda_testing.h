@@ -53,5 +53,12 @@ class DeviceArray {
   int64_t n_;
 };
 
+// The copy of a testing::ThreadComm over device buffers (thread_comm.h): waits for the device,
+// so that a collective sees every rank's finished work, then copies.
+inline void device_staging_copy(void* dst, const void* src, size_t bytes) {
+  MG_CUDA(cudaDeviceSynchronize());
+  MG_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+
 }  // namespace muongpt::testing
 #endif
