@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "core/device.h"
-#include "optim/shard_plan.h"
+#include "optim/segment_copy.h"
 #include "optim/update_math.h"
 
 namespace muongpt {
@@ -41,9 +41,9 @@ void launch_muon_apply(const MuonMember* members, int64_t count, int64_t mn, con
 void launch_adamw(float* value, const float* grad, float* m, float* v, uint16_t* working,
                   float* delta, int64_t n, const AdamWConsts& k, CudaStream stream);
 
-// The multi-rank exchanges: the `count` copies of a device table (optim/shard_plan.h, the same
-// per-element rule as run_copies()), `longest` the largest n among them. ΔW is written only when
-// `record` (the table's delta pointers may point into a buffer that is not in use).
+// The multi-rank exchanges: the `count` copies of a device table (optim/segment_copy.h, the
+// same per-element rule as run_copies()), `longest` the largest n among them. ΔW is written only
+// when `record` (the table's delta pointers may point into a buffer that is not in use).
 void launch_segment_copies(const SegmentCopy* copies, int64_t count, int64_t longest, float scale,
                            bool record, CudaStream stream);
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "optim/routing.h"
+#include "optim/segment_copy.h"
 
 namespace muongpt {
 
@@ -39,19 +40,10 @@ struct ShardPlan {
 // Every route's element count is the product of its shape.
 ShardPlan make_shard_plan(const std::vector<Route>& routes, int world);
 
-// The exchanges, as lists of contiguous copies between the parameters and the rank blocks. Both
-// optimizers build them from the same plan and run them, the CPU one with run_copies() and the
-// CUDA one with a kernel over the same list (optim/optimizer_cuda.cu); per element j:
-//   v = src[j] · scale;  delta[j] = v − dst[j] (when delta);  dst[j] = v;
-//   working[j] = bf16(v) (when working).
-struct SegmentCopy {
-  const float* src = nullptr;
-  float* dst = nullptr;
-  int64_t n = 0;
-  float* delta = nullptr;       // ΔW of the values replaced (telemetry), or null
-  uint16_t* working = nullptr;  // the bf16 working copy of what is written, or null
-};
-
+// The exchanges, as lists of contiguous copies (SegmentCopy, optim/segment_copy.h) between the
+// parameters and the rank blocks. Both optimizers build them from the same plan: the CPU one
+// runs them with run_copies(), the CUDA one with one kernel over the same list.
+//
 // Where parameter i lives in the optimizer's memory (host or device pointers, whole tensors).
 struct ShardTensors {
   float* value = nullptr;
