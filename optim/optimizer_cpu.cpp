@@ -116,7 +116,7 @@ class CpuOptimizer final : public Optimizer {
     if (world_ > 1) {  // every rank's updated segments to every rank (and their ΔW)
       run_copies(values_out_, 1.0f);
       comm_->all_gather(send_.data(), gather_.data(), plan_.count, DType::f32);
-      run_copies(recorded_ ? values_in_recording_ : values_in_, 1.0f);
+      run_copies(values_in_, 1.0f, recorded_);
     }
     ++steps_taken_;
   }
@@ -179,7 +179,8 @@ class CpuOptimizer final : public Optimizer {
   }
 
   // The ΔW buffers are allocated the first time recording is switched on; the update loops write
-  // ΔW = new − old of their own elements, the exchange that of the other ranks' segments.
+  // ΔW = new − old of their own elements, the exchange (its list rebuilt here with the ΔW
+  // pointers) that of the other ranks' segments.
   void set_record_updates(bool on) override {
     record_ = on;
     if (!on || update_buffers_) return;
@@ -188,7 +189,7 @@ class CpuOptimizer final : public Optimizer {
     if (world_ > 1) {
       std::vector<ShardTensors> t;
       for (Param& p : params_) t.push_back({p.slot.value, p.slot.grad, nullptr, p.update.data()});
-      values_in_recording_ = values_from_blocks(plan_, t, gather_.data(), rank_);
+      values_in_ = values_from_blocks(plan_, t, gather_.data(), rank_);
     }
   }
 
@@ -294,7 +295,6 @@ class CpuOptimizer final : public Optimizer {
   std::vector<float> send_, recv_, gather_;  // [world · count], [count], [world · count]
   // The exchanges (shard_plan.h): gradients to the blocks and back (own or all), values out, in.
   std::vector<SegmentCopy> grads_out_, grads_in_, grads_in_all_, values_out_, values_in_;
-  std::vector<SegmentCopy> values_in_recording_;  // values_in_ with ΔW, once recording is on
   mutable std::vector<std::vector<float>> full_;  // whole state per parameter (gathered)
   mutable std::vector<State> full_state_;
   std::vector<size_t> muon_;          // this rank's Muon parameters, largest first

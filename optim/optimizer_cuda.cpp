@@ -359,56 +359,51 @@ class CudaOptimizer final : public Optimizer {
   }
 
   // Host copies of the moments and momentum buffers, for state_tensors(): allocated on the first
-  // call and refreshed by every call, so the views stay valid while the optimizer lives. Several
-  // ranks (collective): each downloads its pieces and gather_state() assembles the whole state.
+  // call and refreshed by every call, so the views stay valid while the optimizer lives. One rank
+  // downloads into them; several (collective) download their pieces and gather_state()
+  // assembles the whole state.
   void download_state() const {
-    std::vector<std::vector<float>> m(params_.size()), v(params_.size()), buf(params_.size());
-    auto down = [&](std::vector<float>& dst, const float* src, int64_t n) {
-      dst.resize(size_t(n));
-      if (n > 0)
-        MG_CUDA(cudaMemcpyAsync(dst.data(), src, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost,
-                                as_cuda(stream_)));
-    };
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const Param& p = params_[i];
-      if (p.muon) {
-        down(buf[i], p.buf, p.hi - p.lo);
-      } else {
-        down(m[i], p.m, p.hi - p.lo);
-        down(v[i], p.v, p.hi - p.lo);
-      }
-    }
-    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
     if (host_state_.empty()) {
       host_state_.resize(params_.size());
       for (size_t i = 0; i < params_.size(); ++i)
         host_state_[i].assign(params_[i].muon ? 1 : 2,
                               std::vector<float>(size_t(params_[i].n), 0.0f));
     }
-    // Into the same host buffers every time: earlier views stay valid.
-    auto put = [&](size_t i, size_t j, const float* src) {
-      std::copy(src, src + params_[i].n, host_state_[i][j].begin());
-    };
-    if (world_ == 1) {  // the pieces are whole
-      for (size_t i = 0; i < params_.size(); ++i) {
-        if (params_[i].n == 0) continue;
-        if (params_[i].muon) {
-          put(i, 0, buf[i].data());
-        } else {
-          put(i, 0, m[i].data());
-          put(i, 1, v[i].data());
-        }
+    const bool whole = world_ == 1;
+    std::vector<std::vector<float>> m(params_.size()), v(params_.size()), buf(params_.size());
+    auto down = [&](std::vector<float>& piece, std::vector<float>& all, const float* src,
+                    int64_t n) {
+      float* dst = all.data();
+      if (!whole) {
+        piece.resize(size_t(n));
+        dst = piece.data();
       }
-      return;
+      if (n > 0)
+        MG_CUDA(cudaMemcpyAsync(dst, src, size_t(n) * sizeof(float), cudaMemcpyDeviceToHost,
+                                as_cuda(stream_)));
+    };
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const Param& p = params_[i];
+      auto& h = host_state_[i];
+      if (p.muon) {
+        down(buf[i], h[0], p.buf, p.hi - p.lo);
+      } else {
+        down(m[i], h[0], p.m, p.hi - p.lo);
+        down(v[i], h[1], p.v, p.hi - p.lo);
+      }
     }
+    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+    if (whole) return;
     std::vector<StatePiece> mine;
     for (size_t i = 0; i < params_.size(); ++i)
       mine.push_back({params_[i].muon, params_[i].n, m[i], v[i], buf[i]});
-    const std::vector<std::vector<float>> whole = gather_state(plan_, rank_, *comm_, mine);
-    for (size_t i = 0; i < params_.size(); ++i) {
-      if (params_[i].n == 0) continue;
-      put(i, 0, whole[i].data());
-      if (!params_[i].muon) put(i, 1, whole[i].data() + params_[i].n);
+    const std::vector<std::vector<float>> gathered = gather_state(plan_, rank_, *comm_, mine);
+    for (size_t i = 0; i < params_.size(); ++i) {  // into the same buffers: views stay valid
+      const int64_t n = params_[i].n;
+      if (n == 0) continue;
+      const float* g = gathered[i].data();
+      for (size_t j = 0; j < host_state_[i].size(); ++j)
+        std::copy(g + int64_t(j) * n, g + int64_t(j + 1) * n, host_state_[i][j].begin());
     }
   }
 

@@ -1,7 +1,7 @@
 // One contiguous copy of the multi-rank exchanges (optim/shard_plan.h builds the lists), in a
 // header without the config types so that nvcc can take it (optim/optimizer_cuda.cu runs the
 // lists with one kernel; the CPU optimizer with run_copies()). Per element j:
-//   v = src[j] · scale;  delta[j] = v − dst[j] (when delta);  dst[j] = v;
+//   v = src[j] · scale;  delta[j] = v − dst[j] (when delta and the run records);  dst[j] = v;
 //   working[j] = bf16(v) (when working).
 #pragma once
 

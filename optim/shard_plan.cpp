@@ -86,11 +86,11 @@ std::vector<SegmentCopy> values_from_blocks(const ShardPlan& plan,
   return out;
 }
 
-void run_copies(const std::vector<SegmentCopy>& copies, float scale) {
+void run_copies(const std::vector<SegmentCopy>& copies, float scale, bool record) {
   for (const SegmentCopy& c : copies)
     for (int64_t j = 0; j < c.n; ++j) {
       const float v = scale == 1.0f ? c.src[j] : c.src[j] * scale;
-      if (c.delta) c.delta[j] = v - c.dst[j];
+      if (record && c.delta) c.delta[j] = v - c.dst[j];
       c.dst[j] = v;
       if (c.working) c.working[j] = float_to_bf16(v);
     }

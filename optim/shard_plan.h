@@ -69,8 +69,8 @@ std::vector<SegmentCopy> values_to_block(const ShardPlan& plan, const std::vecto
 std::vector<SegmentCopy> values_from_blocks(const ShardPlan& plan,
                                             const std::vector<ShardTensors>& t,
                                             const float* gathered, int rank);
-// The copies on the host.
-void run_copies(const std::vector<SegmentCopy>& copies, float scale);
+// The copies on the host; ΔW is written only when `record` (as the CUDA kernel does).
+void run_copies(const std::vector<SegmentCopy>& copies, float scale, bool record = false);
 
 // One rank's optimizer state for one parameter, over its segment: AdamW's moments m and v (the
 // segment's elements), or a Muon matrix's whole momentum buffer (owner only; empty elsewhere).

@@ -40,6 +40,13 @@ class TrainCudaTest : public testing::TinyRunTest {
       out.push_back(nlohmann::json::parse(line)["train_loss"].get<double>());
     return out;
   }
+  // A bf16 run's loss curve within 5% of a reference run's, step by step.
+  void expect_in_bf16_band(const std::string& run, const std::string& reference) const {
+    const auto a = losses(run), b = losses(reference);
+    ASSERT_EQ(a.size(), b.size()) << run;
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_NEAR(a[i], b[i], 0.05 * b[i]) << run << " step " << i + 1;
+  }
   // Largest relative difference between two runs' first two ranks.jsonl records (steps 1 and 2:
   // the same data, and weights one step apart at most) over every activation st and every
   // weight's gradient nr and st, update st and ‖ΔW‖/‖W‖ (step 1's gradients are zero for the
@@ -119,9 +126,7 @@ TEST_F(TrainCudaTest, Bf16StaysInABandAroundTheCpuCurve) {
   ASSERT_EQ(r.status, 0) << r.out;
   r = train("bf16", "--set device.backend=cuda --set device.precision=bf16");
   ASSERT_EQ(r.status, 0) << r.out;
-  const auto a = losses("bf16"), b = losses("cpu");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 0.05 * b[i]) << "step " << i + 1;
+  expect_in_bf16_band("bf16", "cpu");
 }
 
 // [device] attention = "flash" in a real run: one head of 64 (the tiny run's d_model), the same
@@ -134,9 +139,7 @@ TEST_F(TrainCudaTest, FlashAttentionStaysInTheSameBand) {
   r = train("flash", "--set device.backend=cuda --set device.attention=flash" + heads);
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("on cuda:0 bf16 flash"), std::string::npos) << r.out;
-  const auto a = losses("flash"), b = losses("cpu64");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 0.05 * b[i]) << "step " << i + 1;
+  expect_in_bf16_band("flash", "cpu64");
 }
 
 TEST_F(TrainCudaTest, ResumesExactlyAndWritesTelemetry) {
