@@ -6,12 +6,56 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/linalg.h"
+#include "core/parallel.h"
 
 namespace muongpt {
 
+namespace {
+
+// Σ_j (a_j − b_j)² over one row (b null: Σ a_j²) in float64, in eight interleaved partial sums
+// combined in a fixed order: the result depends on the data alone, and the adds are not one chain
+// of dependent float64 adds (which made these sums a third of the CPU's telemetry step).
+template <bool kDifference>
+double row_squares(const float* a, const float* b, int64_t n) {
+  double acc[8] = {};
+  auto term = [&](int64_t j) {
+    const double d = kDifference ? double(a[j]) - double(b[j]) : double(a[j]);
+    return d * d;
+  };
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += term(j + l);
+  for (int l = 0; j < n; ++j, ++l) acc[l] += term(j);
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
+// The float64 sum of squares of each row of a [rows, cols] (or of a − b), rows split over the
+// CPU threads.
+std::vector<double> row_squares(const float* a, const float* b, int64_t rows, int64_t cols) {
+  std::vector<double> out(static_cast<size_t>(rows));
+  parallel_for(
+      rows,
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          out[size_t(r)] = b ? row_squares<true>(a + r * cols, b + r * cols, cols)
+                             : row_squares<false>(a + r * cols, nullptr, cols);
+      },
+      std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)));
+  return out;
+}
+
+double sum_in_order(const std::vector<double>& xs) {
+  double s = 0;
+  for (double x : xs) s += x;
+  return s;
+}
+
+}  // namespace
+
 MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n, bool nuclear) {
   MatrixRanks r;
-  for (int64_t i = 0; i < m * n; ++i) r.fro2 += double(G[i]) * double(G[i]);
+  const std::vector<double> row_ss = row_squares(G, nullptr, m, n);
+  r.fro2 = sum_in_order(row_ss);
   if (!std::isfinite(r.fro2)) return {NAN, NAN, NAN};  // reported as null, never fed to LAPACK
   if (r.fro2 == 0) return r;
   const int64_t s = std::min(m, n);
@@ -19,14 +63,13 @@ MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n, bool nuclear) {
   if (n <= m) {
     // A tall gradient is often mostly zero rows (the embedding's: only the step's tokens). They
     // add nothing to GᵀG, so the Gram is formed from the others when that saves half the work.
-    int64_t kept = 0;
-    for (int64_t i = 0; i < m; ++i)
-      kept += std::any_of(G + i * n, G + (i + 1) * n, [](float x) { return x != 0.0f; });
+    // (A row is zero exactly when its float64 sum of squares is: a float's square never
+    // underflows in float64.)
+    const int64_t kept = std::count_if(row_ss.begin(), row_ss.end(), [](double x) { return x != 0; });
     if (kept < m / 2) {
       rows.reserve(size_t(kept * n));
       for (int64_t i = 0; i < m; ++i)
-        if (std::any_of(G + i * n, G + (i + 1) * n, [](float x) { return x != 0.0f; }))
-          rows.insert(rows.end(), G + i * n, G + (i + 1) * n);
+        if (row_ss[size_t(i)] != 0) rows.insert(rows.end(), G + i * n, G + (i + 1) * n);
     }
     const float* A = rows.empty() ? G : rows.data();
     gram(rows.empty() ? m : kept, n, 1.0f, A, n, 0.0f, gf.data(), n);  // GᵀG [n, n]
@@ -153,18 +196,21 @@ class CpuSpectra final : public Spectra {
     for (Gram& g : grams_) comm.host_sum(g.sum.data(), int64_t(g.sum.size()));
   }
   std::vector<double> gram_stable_ranks(const std::vector<size_t>& ks) override {
-    std::vector<double> out;
-    for (size_t k : ks) {
-      const Gram& g = grams_.at(k);
+    std::vector<double> out(ks.size());
+    parallel_tasks(int64_t(ks.size()), [&](int64_t j, int) {
+      const Gram& g = grams_.at(ks[size_t(j)]);
       const double trace = trace_if_finite(g.sum, g.width);
       const double top = trace > 0 ? lanczos_lambda_max(g.sum.data(), g.width) : 0.0;
-      out.push_back(top > 0 ? trace / top : NAN);  // NaN: non-finite or zero, undefined
-    }
+      out[size_t(j)] = top > 0 ? trace / top : NAN;  // NaN: non-finite or zero, undefined
+    });
     return out;
   }
   std::vector<MatrixRanks> ranks(const std::vector<MatrixRef>& ms, bool nuclear) override {
-    std::vector<MatrixRanks> out;
-    for (const MatrixRef& m : ms) out.push_back(matrix_ranks(m.data, m.rows, m.cols, nuclear));
+    std::vector<MatrixRanks> out(ms.size());
+    parallel_tasks(int64_t(ms.size()), [&](int64_t j, int) {
+      const MatrixRef& m = ms[size_t(j)];
+      out[size_t(j)] = matrix_ranks(m.data, m.rows, m.cols, nuclear);
+    });
     return out;
   }
   size_t memory_bytes() const override {
@@ -176,14 +222,8 @@ class CpuSpectra final : public Spectra {
                                  const std::vector<MatrixRef>& b) override {
     MG_CHECK(a.size() == b.size(), "distances2: ", a.size(), " vs ", b.size(), " matrices");
     std::vector<double> out;
-    for (size_t i = 0; i < a.size(); ++i) {
-      double s = 0;
-      for (int64_t j = 0; j < a[i].rows * a[i].cols; ++j) {
-        const double d = double(a[i].data[j]) - double(b[i].data[j]);
-        s += d * d;
-      }
-      out.push_back(s);
-    }
+    for (size_t i = 0; i < a.size(); ++i)
+      out.push_back(sum_in_order(row_squares(a[i].data, b[i].data, a[i].rows, a[i].cols)));
     return out;
   }
 

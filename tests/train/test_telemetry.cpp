@@ -145,6 +145,30 @@ TEST(Telemetry, MatrixRanksMatchSvd) {
   EXPECT_NEAR(r.nuclear_rank(), 1.0, 1e-3);  // float Gram: the zero eigenvalue is ~1e-6 off
 }
 
+// The float64 norms and distances are summed row by row over the CPU threads: they stay within
+// rounding of one long-double sum, rows of any length (an odd one exercises the tail), and a
+// NaN anywhere reaches the result.
+TEST(Telemetry, CpuNormsAndDistancesAreFloat64Sums) {
+  Rng rng(3);
+  const int64_t m = 301, n = 37;
+  std::vector<float> a(size_t(m * n)), b(size_t(m * n));
+  for (float& x : a) x = float(rng.normal());
+  for (float& x : b) x = float(rng.normal());
+  long double want_a2 = 0, want_d2 = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    want_a2 += (long double)a[i] * a[i];
+    want_d2 += ((long double)a[i] - b[i]) * ((long double)a[i] - b[i]);
+  }
+  auto spectra = make_cpu_spectra({});
+  const auto d2 = spectra->distances2({{a.data(), m, n}, {b.data(), m, n}},
+                                      {{b.data(), m, n}, {b.data(), m, n}});
+  EXPECT_NEAR(d2[0], double(want_d2), 1e-13 * double(want_d2));
+  EXPECT_EQ(d2[1], 0.0);
+  EXPECT_NEAR(matrix_ranks(a.data(), m, n).fro2, double(want_a2), 1e-13 * double(want_a2));
+  a[size_t(m * n / 2)] = NAN;
+  EXPECT_TRUE(std::isnan(spectra->distances2({{a.data(), m, n}}, {{b.data(), m, n}})[0]));
+  EXPECT_TRUE(std::isnan(matrix_ranks(a.data(), m, n).fro2));
+}
 TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
   const ModelConfig cfg = testing::tiny_config();
   const int64_t B = 2, T = 16, N = B * T;
