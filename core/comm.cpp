@@ -115,14 +115,18 @@ bool launched_by_mpi(const std::function<const char*(const char*)>& env_in) {
 
 class Comm::Watch {
  public:
-  Watch(Comm& c, const char* op) : c_(c) {
+  Watch(Comm& c, const char* op) : c_(c), start_ns_(now_ns()) {
     c_.busy_op_.store(op);
-    c_.busy_since_ns_.store(now_ns());
+    c_.busy_since_ns_.store(start_ns_);
   }
-  ~Watch() { c_.busy_since_ns_.store(0); }
+  ~Watch() {
+    c_.busy_since_ns_.store(0);
+    c_.collective_ns_ += now_ns() - start_ns_;
+  }
 
  private:
   Comm& c_;
+  int64_t start_ns_;
 };
 
 Comm::Comm(int rank, int world, double timeout_s)

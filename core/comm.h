@@ -81,6 +81,10 @@ class Comm {
   // pieces, so any size works with every backend).
   void host_all_gather(const void* send, void* recv, int64_t bytes);
 
+  // Wall time this process has spent inside collectives (waiting for the other ranks included).
+  // For a device-memory communicator with a stream that is only the time to queue them.
+  double collective_seconds() const { return double(collective_ns_) * 1e-9; }
+
   // Device-memory communicators run their collectives on this stream (ordered after the work
   // already queued on it); without one they synchronise the device first. Host ones ignore it.
   virtual void set_stream(CudaStream) {}
@@ -112,6 +116,7 @@ class Comm {
   double timeout_s_;
   std::atomic<int64_t> busy_since_ns_{0};  // steady-clock time the current collective began
   std::atomic<const char*> busy_op_{nullptr};
+  int64_t collective_ns_ = 0;  // summed by Watch
   std::atomic<bool> stop_{false};
   std::thread watchdog_;
 };

@@ -1,8 +1,9 @@
 // `muongpt bench --config FILE [--set k=v]... [--steps N] [--warmup W] [--json FILE]`: the
-// steady-state speed of a training step on the CPU, built from the config exactly as the trainer
-// builds it (model, routing, optimizer, loader), split into data, forward, backward, optimizer and
-// telemetry; plus a FLOP rate (formula in docs/bench.md) and the peak RSS. One JSON object with
-// the same figures goes to --json FILE ("-" for stdout).
+// steady-state speed of a training step, built from the config exactly as the trainer builds it
+// (model, routing, optimizer, loader, communicator), split into data, forward, backward,
+// optimizer, communication and telemetry; plus a FLOP rate (formula in docs/bench.md) and the
+// peak RSS. One JSON object with the same figures goes to --json FILE ("-" for stdout). Under a
+// launcher (mpirun, torchrun) every rank takes part and rank 0 reports.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include "optim/schedule.h"
 #include "tools/commands.h"
 #include "train/config.h"
+#include "train/job.h"
 #include "train/telemetry.h"
 #include "train/train_model.h"
 
@@ -44,7 +46,7 @@ double since_ms(Clock::time_point t0) {
 
 // Per-phase milliseconds of the timed steps.
 struct Phases {
-  std::vector<double> data, forward, backward, optimizer, other, step;
+  std::vector<double> data, forward, backward, optimizer, communication, other, step;
 };
 
 double mean(const std::vector<double>& v) {
@@ -77,12 +79,12 @@ double peak_rss_mib() {
 // Where the batches come from: the config's train shards, or uniform random ids.
 class Batches {
  public:
-  Batches(const RunConfig& cfg, bool random, int64_t B, int64_t T)
+  Batches(const RunConfig& cfg, bool random, int64_t B, int64_t T, const Comm& comm)
       : B_(B),
         T_(T),
         vocab_(cfg.model.vocab_size),
         windows_(B * (T + 1)),
-        rng_(uint64_t(cfg.run.seed)) {
+        rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())) {
     if (random) return;
     if (cfg.data.train.empty())
       fail(cfg.file, "[data] train is empty; give shards or use bench --random-data");
@@ -90,6 +92,8 @@ class Batches {
         LoaderOptions{.pattern = cfg.data.train,
                       .batch = B,
                       .seq = T,
+                      .rank = comm.rank(),
+                      .world = comm.world(),
                       .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
                       .seed = static_cast<uint64_t>(cfg.run.seed)});
   }
@@ -111,18 +115,22 @@ class Batches {
   std::optional<DataLoader> loader_;
 };
 
-// Milliseconds of one dualize() call per Muon matrix (the optimizer's Newton–Schulz work), timed
-// outside the optimizer on random matrices of the same shapes, run as the optimizer runs them
-// (parallel_tasks, largest first, a workspace per worker): median of `reps` passes.
-double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, int reps) {
+// Milliseconds of one dualize() call per Muon matrix this rank owns (the optimizer's
+// Newton–Schulz work), timed outside the optimizer on random matrices of the same shapes, run as
+// the optimizer runs them (parallel_tasks, largest first, a workspace per worker): median of
+// `reps` passes.
+double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, const Comm& comm,
+                  int reps) {
   DualizerSpec ns_default;
   ns_default.coeffs = parse_ns_coeffs(optim.muon.ns_coeffs, "bench", "[optim.muon] ns_coeffs");
   ns_default.ns_steps = int(optim.muon.ns_steps);
   ns_default.ns_eps = optim.muon.ns_eps;
   std::vector<std::pair<DualizerSpec, const Route*>> muon;
+  const std::vector<int> owner = muon_owner_ranks(routes, comm.world());
   int64_t largest = 0;
-  for (const Route& r : routes) {
-    if (r.optimizer != "muon") continue;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const Route& r = routes[i];
+    if (r.optimizer != "muon" || owner[i] != comm.rank()) continue;
     muon.emplace_back(parse_dualizer(r.dualizer, ns_default, "bench", r.name), &r);
     largest = std::max(largest, r.shape[0] * r.shape[1]);
   }
@@ -155,19 +163,22 @@ double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, in
 
 int cmd_bench(int argc, char** argv) {
   cxxopts::Options opts("muongpt bench",
-                        "Time steady-state training steps of a config on the CPU: tokens/s, the "
-                        "step split into data, forward, backward, optimizer (Newton-Schulz timed "
-                        "separately) and telemetry, a FLOP rate (docs/bench.md) and peak RSS.");
+                        "Time steady-state training steps of a config: tokens/s, the step split "
+                        "into data, forward, backward, optimizer (Newton-Schulz timed separately), "
+                        "communication and telemetry, a FLOP rate (docs/bench.md) and peak RSS. "
+                        "Several ranks: mpirun -np N muongpt bench ... (rank 0 reports).");
   opts.add_options()("c,config", "run config (TOML)", cxxopts::value<std::string>())(
       "s,set", "override a config key: section.key=value (repeatable)",
       cxxopts::value<std::vector<std::string>>())("steps", "timed steps",
                                                   cxxopts::value<int64_t>()->default_value("10"))(
       "warmup", "untimed warm-up steps first", cxxopts::value<int64_t>()->default_value("2"))(
       "random-data", "uniform random token ids instead of the [data] train shards")(
-      "peak-gflops", "the machine's peak GFLOP/s, to report an MFU (0 = none)",
+      "peak-gflops",
+      "one rank's peak GFLOP/s (its GPU or its CPU cores), to report an MFU (0 = none)",
       cxxopts::value<double>()->default_value("0"))(
       "json", "also write the figures as one JSON object to FILE ('-' = stdout only JSON)",
       cxxopts::value<std::string>())("h,help", "show this help");
+  add_rank_options(opts);
   auto args = opts.parse(argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
@@ -184,13 +195,19 @@ int cmd_bench(int argc, char** argv) {
   const std::string json_path = args.count("json") ? args["json"].as<std::string>() : "";
   const bool json_only = json_path == "-";
 
+  const RankInfo info = discover_ranks(rank_flags(args));
+  share_cpu_threads(info.local_world);
+  const std::unique_ptr<Comm> comm = make_job_comm(info, cfg, resolve_backend(cfg.device.backend));
+  const int world = comm->world();
+  const bool lead = comm->rank() == 0;  // rank 0 prints and writes the JSON
   const int64_t B = cfg.data.batch_size, T = cfg.seq(), accum = cfg.data.grad_accum;
-  const auto model = make_train_model(cfg.model, B, T, cfg.device, 0, cfg.file);
+  const auto model = make_train_model(cfg.model, B, T, cfg.device, info.local_rank, cfg.file);
   const bool on_cpu = model->device() == "cpu";
   std::vector<std::string> warnings;
   const auto routes = resolve_routing(model->specs(), cfg.optim, cfg.file, &warnings);
-  auto optimizer = Optimizer::create(routes, model->param_slots(), cfg.optim);
-  Batches batches(cfg, args.count("random-data") > 0, B, T);
+  auto optimizer =
+      Optimizer::create(routes, model->param_slots(), cfg.optim, world > 1 ? comm.get() : nullptr);
+  Batches batches(cfg, args.count("random-data") > 0, B, T, *comm);
   model->init_params(static_cast<uint64_t>(cfg.run.seed));
   std::vector<int32_t> idx(B * T), tgt(B * T);
 
@@ -199,6 +216,7 @@ int cmd_bench(int argc, char** argv) {
   double last_loss = 0;
   auto train_step = [&](Phases* ph) {
     const auto t_step = Clock::now();
+    const double comm_s = comm->collective_seconds();
     double data = 0, fwd = 0, bwd = 0;
     model->zero_grads();
     double loss = 0;
@@ -214,7 +232,8 @@ int cmd_bench(int argc, char** argv) {
       model->synchronize();
       bwd += since_ms(t0);
     }
-    (void)optimizer->reduce_gradients(false);  // the gradient norm, as the trainer does
+    loss = comm->sum(loss) / world;            // as the trainer does: the mean over the ranks,
+    (void)optimizer->reduce_gradients(false);  // the gradients' sum over the ranks and their norm
     const auto t_opt = Clock::now();
     optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
     model->synchronize();
@@ -227,6 +246,7 @@ int cmd_bench(int argc, char** argv) {
       ph->forward.push_back(fwd);
       ph->backward.push_back(bwd);
       ph->optimizer.push_back(opt);
+      ph->communication.push_back((comm->collective_seconds() - comm_s) * 1e3);
       const double total = since_ms(t_step);
       ph->step.push_back(total);
       ph->other.push_back(std::max(0.0, total - data - fwd - bwd - opt));
@@ -244,7 +264,8 @@ int cmd_bench(int argc, char** argv) {
     double grams = 0, gradients = 0, recording = 0, finish = 0;
   } tel;  // its parts
   if (cfg.telemetry.every > 0) {
-    RankTelemetry telemetry(*model, cfg.telemetry.every);
+    RankTelemetry telemetry(*model, cfg.telemetry.every, comm.get(),
+                            telemetry_owners(routes, world));
     for (int rep = 0; rep < 2; ++rep) {
       model->zero_grads();
       batches.next(idx.data(), tgt.data());
@@ -257,6 +278,7 @@ int cmd_bench(int argc, char** argv) {
       telemetry.add_activations(*model, idx.data(), B * T);
       tel.grams += since_ms(t0);
       model->backward(1.0f);
+      (void)optimizer->reduce_gradients(true);  // every rank holds the averaged gradients
       model->synchronize();
       t0 = Clock::now();
       telemetry.add_gradients(*model);
@@ -274,7 +296,7 @@ int cmd_bench(int argc, char** argv) {
     telemetry_ms = tel.grams + tel.gradients + tel.recording + tel.finish;
   }
   // Newton–Schulz timed apart with the CPU dualizers: meaningless for a GPU run (NaN → null).
-  const double ns_ms = on_cpu ? dualize_ms(routes, cfg.optim, 3) : NAN;
+  const double ns_ms = on_cpu ? dualize_ms(routes, cfg.optim, *comm, 3) : NAN;
 
   // FLOPs per token: 6·N (N = every parameter but the embedding, the head counted with its
   // vocab_size used rows) + 6·L·T·d (causal attention: QKᵀ and PV, forward and backward).
@@ -284,7 +306,7 @@ int cmd_bench(int argc, char** argv) {
   const int64_t n_flop =
       n_total - specs.front().numel() - (cfg.model.vocab_padded() - cfg.model.vocab_size) * d;
   const double flops_per_token = 6.0 * double(n_flop) + 6.0 * double(L * T * d);
-  const int64_t tokens_per_step = B * T * accum;
+  const int64_t tokens_per_step = B * T * accum * world;
 
   const double step_ms = median(ph.step);
   const double tokens_per_s = double(tokens_per_step) / (step_ms / 1e3);
@@ -293,6 +315,9 @@ int cmd_bench(int argc, char** argv) {
   const int64_t run_steps = cfg.train.steps;
   const int64_t tel_steps = telemetry_steps(cfg.telemetry.every, run_steps);
   const double tel_amortised = telemetry_ms * double(tel_steps) / double(run_steps);
+  // A device-memory communicator only queues its collectives on the model's stream, so their
+  // time is not separable from the compute around them (NaN → null).
+  const double comm_ms = comm->buffers() == Device::cpu ? median(ph.communication) : NAN;
 
   nlohmann::json j = {
       {"tool", "muongpt"},
@@ -301,6 +326,8 @@ int cmd_bench(int argc, char** argv) {
       {"model_mib", double(model->memory_bytes()) / 1048576.0},
       {"data", batches.random() ? "random" : "shards"},
       {"threads", cpu_threads()},
+      {"world", world},
+      {"comm", std::string(comm->backend())},
       {"gemm", gemm_uses_cblas() ? "cblas" : "loops"},
       {"batch", B},
       {"seq", T},
@@ -320,6 +347,7 @@ int cmd_bench(int argc, char** argv) {
       {"optimizer_ms", median(ph.optimizer)},
       {"newton_schulz_ms", ns_ms},
       {"other_ms", median(ph.other)},
+      {"communication_ms", comm_ms},
       {"telemetry_every", cfg.telemetry.every},
       {"telemetry_ms", telemetry_ms},
       {"telemetry_grams_ms", tel.grams},
@@ -331,18 +359,23 @@ int cmd_bench(int argc, char** argv) {
       {"gflops_per_s", gflops},
       {"peak_rss_mib", peak_rss_mib()},
       {"final_loss", last_loss}};
-  if (peak > 0) j["mfu"] = gflops / peak;
+  if (peak > 0) j["mfu"] = gflops / (peak * world);
+  if (!lead) return 0;
 
   if (!json_only) {
     std::printf("bench: %s (%s data) on %s (%s), %d CPU threads, CPU GEMM %s\n", cfg.file.c_str(),
                 batches.random() ? "random" : "shard", model->device().c_str(),
                 model->describe_memory().c_str(), cpu_threads(),
                 gemm_uses_cblas() ? "CBLAS" : "loops");
+    if (world > 1)
+      std::printf("  %d ranks over %s; figures are rank 0's, tokens/s the job's\n", world,
+                  std::string(comm->backend()).c_str());
     std::printf(
-        "  batch %lld x %lld x %lld micro-steps = %lld tokens/step; %lld warm-up + %lld "
-        "timed steps (medians)\n",
-        (long long)B, (long long)T, (long long)accum, (long long)tokens_per_step, (long long)warmup,
-        (long long)steps);
+        "  batch %lld x %lld x %lld micro-steps%s = %lld tokens/step; %lld warm-up + %lld timed "
+        "steps (medians)\n",
+        (long long)B, (long long)T, (long long)accum,
+        world > 1 ? (" x " + std::to_string(world) + " ranks").c_str() : "",
+        (long long)tokens_per_step, (long long)warmup, (long long)steps);
     std::printf("  tokens/s     %10.0f\n", tokens_per_s);
     std::printf("  step         %10.2f ms\n", step_ms);
     std::printf("    data       %10.2f ms\n", median(ph.data));
@@ -353,8 +386,13 @@ int cmd_bench(int argc, char** argv) {
                   median(ph.optimizer), ns_ms);
     else
       std::printf("    optimizer  %10.2f ms\n", median(ph.optimizer));
-    std::printf("    other      %10.2f ms  (gradient norm, zeroing)\n",
-                j["other_ms"].get<double>());
+    std::printf("    other      %10.2f ms  (gradient %s, zeroing)\n", j["other_ms"].get<double>(),
+                world > 1 ? "sum over the ranks and norm" : "norm");
+    if (world > 1 && std::isfinite(comm_ms))
+      std::printf("  communication %9.2f ms  (collectives, in optimizer and other above)\n",
+                  comm_ms);
+    else if (world > 1)
+      std::printf("  communication      n/a  (NCCL runs on the model's stream: not separable)\n");
     if (cfg.telemetry.every > 0)
       std::printf(
           "  telemetry    %10.2f ms per telemetry step; every %lld: %lld of %lld steps, "
@@ -367,7 +405,8 @@ int cmd_bench(int argc, char** argv) {
           "stable ranks and update spectra %.2f ms\n",
           tel.grams, tel.gradients, tel.recording, tel.finish);
     std::printf("  FLOP rate    %10.2f GFLOP/s (%.3g FLOP/token", gflops, flops_per_token);
-    if (peak > 0) std::printf(", MFU %.1f%% of %.0f GFLOP/s", 100 * gflops / peak, peak);
+    if (peak > 0)
+      std::printf(", MFU %.1f%% of %d x %.0f GFLOP/s", 100 * gflops / (peak * world), world, peak);
     std::printf(")\n  peak RSS     %10.1f MiB\n", peak_rss_mib());
   }
   if (json_only) {

@@ -65,7 +65,8 @@ MatrixRanks matrix_ranks(const float* G, int64_t m, int64_t n, bool nuclear) {
     // add nothing to GᵀG, so the Gram is formed from the others when that saves half the work.
     // (A row is zero exactly when its float64 sum of squares is: a float's square never
     // underflows in float64.)
-    const int64_t kept = std::count_if(row_ss.begin(), row_ss.end(), [](double x) { return x != 0; });
+    const int64_t kept =
+        std::count_if(row_ss.begin(), row_ss.end(), [](double x) { return x != 0; });
     if (kept < m / 2) {
       rows.reserve(size_t(kept * n));
       for (int64_t i = 0; i < m; ++i)

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "tools/commands.h"
+#include "train/job.h"
 #include "train/trainer.h"
 
 namespace muongpt {
@@ -16,11 +17,8 @@ int cmd_train(int argc, char** argv) {
       "s,set", "override a config key: section.key=value (repeatable)",
       cxxopts::value<std::vector<std::string>>())(
       "r,resume", "continue from a checkpoint: 'latest' (the run's newest) or a directory",
-      cxxopts::value<std::string>())(
-      "rank", "this process's rank (else from torchrun, OpenMPI or Slurm variables)",
-      cxxopts::value<int>())("world-size", "number of ranks (with --rank)", cxxopts::value<int>())(
-      "local-rank", "rank among the processes on this host (default: --rank)",
-      cxxopts::value<int>())("h,help", "show this help");
+      cxxopts::value<std::string>())("h,help", "show this help");
+  add_rank_options(opts);
   auto args = opts.parse(argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << "The run writes <run.dir>/<run.name>/: config.toml, routing.tsv,"
@@ -34,9 +32,7 @@ int cmd_train(int argc, char** argv) {
   const RunConfig cfg = load_run_config(args["config"].as<std::string>(), sets);
   TrainOptions options;
   if (args.count("resume")) options.resume = args["resume"].as<std::string>();
-  if (args.count("rank")) options.ranks.rank = args["rank"].as<int>();
-  if (args.count("world-size")) options.ranks.world = args["world-size"].as<int>();
-  if (args.count("local-rank")) options.ranks.local_rank = args["local-rank"].as<int>();
+  options.ranks = rank_flags(args);
   const TrainSummary s = train(cfg, options);
   return s.interrupted ? 130 : 0;
 }

@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "core/comm.h"
-#include "core/device.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "data/loader.h"
@@ -22,6 +21,7 @@
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
 #include "train/fault.h"
+#include "train/job.h"
 #include "train/run_log.h"
 #include "train/telemetry.h"
 #include "train/train_model.h"
@@ -55,14 +55,6 @@ void write_file(const fs::path& p, const std::string& text) {
   std::ofstream out(p, std::ios::trunc);
   out << text;
   if (!out) fail(p.string(), "cannot write");
-}
-
-// Which rank computes each weight's telemetry spectra: a Muon matrix's owner, else round robin.
-std::vector<int> telemetry_owners(const std::vector<Route>& routes, int world) {
-  std::vector<int> owner = muon_owner_ranks(routes, world);
-  for (size_t i = 0; i < owner.size(); ++i)
-    if (owner[i] < 0) owner[i] = int(i % size_t(world));
-  return owner;
 }
 
 std::string fmt(const char* format, auto... args) {
@@ -257,27 +249,6 @@ std::string resolve_resume(const std::string& resume, const std::string& run_dir
   return resume;
 }
 
-// The communicator for this process's place in the job: NCCL between GPUs (one process per GPU,
-// the rank's GPU its local rank), MPI between CPU processes.
-std::unique_ptr<Comm> make_comm(const RankInfo& info, const RunConfig& cfg,
-                                const std::string& backend) {
-  if (info.world == 1) return make_single_comm();
-  if (backend == "cuda") {
-    const int gpus = cuda_device_count();
-    if (info.local_world > gpus)
-      fail(cfg.file, "[device] backend = \"cuda\" with ", info.local_world, " ranks on ", info.host,
-           " but ", gpus, " GPU", gpus == 1 ? "" : "s",
-           " visible there: multi-GPU runs take one process per GPU");
-    cuda_set_device(info.local_rank);
-    return make_nccl_comm(info, cfg.device.comm_timeout);
-  }
-  if (!launched_by_mpi())
-    fail(info.source, "rank ", info.rank, " of ", info.world,
-         ": multi-process CPU runs exchange gradients through MPI: launch them with mpirun (or "
-         "srun with MPI); torchrun launches need the CUDA backend");
-  return make_mpi_comm(info, cfg.device.comm_timeout);
-}
-
 }  // namespace
 
 TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
@@ -287,7 +258,7 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
   std::printf("muongpt: %s, backend %s (%d CPU threads)\n", info.describe().c_str(),
               backend.c_str(), cpu_threads());
   std::fflush(stdout);
-  std::unique_ptr<Comm> comm = make_comm(info, cfg, backend);
+  std::unique_ptr<Comm> comm = make_job_comm(info, cfg, backend);
   fault_rank() = comm->rank();
   const bool lead = comm->rank() == 0;  // rank 0 writes the run directory and prints
   const std::string dir = cfg.run_dir(), resume = resolve_resume(options.resume, dir);

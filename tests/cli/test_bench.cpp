@@ -49,6 +49,9 @@ TEST(Bench, JsonFieldsExistAndArePositive) {
   EXPECT_EQ(j["steps"].get<int>(), 2);
   EXPECT_EQ(j["data"].get<std::string>(), "random");
   EXPECT_EQ(j["tokens_per_step"].get<int>(), 2 * 16);
+  EXPECT_EQ(j["world"].get<int>(), 1);  // one process: nothing to communicate
+  EXPECT_EQ(j["comm"].get<std::string>(), "single");
+  EXPECT_EQ(j["communication_ms"].get<double>(), 0.0);
 }
 
 TEST(Bench, JsonOnStdoutAndErrors) {
@@ -62,6 +65,11 @@ TEST(Bench, JsonOnStdoutAndErrors) {
   EXPECT_NE(r.out.find("--steps"), std::string::npos) << r.out;
   r = run_bench("--config " + tiny_config());  // the shards do not exist
   EXPECT_NE(r.status, 0);
+  r = run_bench("--config " + tiny_config() + " --random-data --rank x --world-size 2");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("muongpt: error: --rank: expected a whole number of at least 0, got 'x'"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace

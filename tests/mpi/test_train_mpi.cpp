@@ -9,6 +9,7 @@
 // relative (measured ~4e-7). docs/distributed.md records the figures.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -195,6 +196,28 @@ TEST_F(TrainMpiTest, MoreCudaRanksThanGpusIsAClearError) {
   EXPECT_NE(r.out.find(" visible there: multi-GPU runs take one process per GPU"),
             std::string::npos)
       << r.out;
+}
+
+// `muongpt bench` under mpirun: every rank takes part (a sharded optimizer, the loss and
+// gradients summed over the ranks), rank 0 alone reports, the tokens are the job's, and the
+// collectives' time is split out.
+TEST_F(TrainMpiTest, BenchReportsTheJobAndItsCommunication) {
+  const std::string bench = "bench --config " + config_ + " --random-data --warmup 1 --steps 2";
+  Result r = mpirun(2, bench + " --json -");
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "rank 0 alone prints\n" << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["world"], 2);
+  EXPECT_EQ(j["comm"], "mpi");
+  EXPECT_EQ(j["tokens_per_step"], 2 * 2 * 16 * 2);  // batch · seq · grad_accum · ranks
+  EXPECT_GT(j["communication_ms"].get<double>(), 0.0);
+  EXPECT_LT(j["communication_ms"].get<double>(), j["step_ms"].get<double>());
+  EXPECT_GT(j["telemetry_ms"].get<double>(), 0.0);  // the distributed telemetry ran too
+  r = mpirun(2, bench);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("2 ranks over mpi"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  communication "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("bench: "), r.out.rfind("bench: ")) << "one report\n" << r.out;
 }
 
 }  // namespace
