@@ -68,6 +68,7 @@ constexpr const char* kStopped = "; stopping (the last checkpoint is intact)";
 // What one optimizer step produced.
 struct StepResult {
   double loss = 0, grad_norm = 0, lr_scale = 0, telemetry_s = 0, seconds = 0;
+  double comm_s = 0;      // inside collectives (host-memory communicators; see metrics())
   bool measured = false;  // telemetry ran
 };
 
@@ -134,6 +135,7 @@ class Run {
   // clipping, the update, telemetry. Collective: every rank runs it.
   StepResult train_step(JsonlWriter* ranks) {
     const auto t0 = Clock::now();
+    const double comm_s0 = comm_.collective_seconds();
     const int64_t step = ++step_;
     StepResult r;
     r.measured = telemetry_.due(step);
@@ -172,6 +174,7 @@ class Run {
       if (ranks) ranks->write(rec);
     }
     r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    r.comm_s = comm_.collective_seconds() - comm_s0;
     return r;
   }
 
@@ -199,6 +202,8 @@ class Run {
                           {"mem_bytes", model_->memory_bytes()}};
     if (std::isfinite(val_loss)) rec["val_loss"] = val_loss;
     if (r.measured) rec["telemetry_s"] = r.telemetry_s;
+    // NCCL only queues its collectives on the model's stream: their time is not measurable here.
+    if (comm_.world() > 1 && comm_.buffers() == Device::cpu) rec["comm_ms"] = r.comm_s * 1e3;
     return rec;
   }
 

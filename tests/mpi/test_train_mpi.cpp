@@ -109,6 +109,12 @@ TEST_F(TrainMpiTest, RanksTimesAccumulationIsOneGlobalBatch) {
                 std::string::npos)
           << r.out;
       expect_same_curve(metrics(name), metrics(one), 1e-4, name);
+      for (const nlohmann::json& m : metrics(name)) {  // the time in MPI collectives, per step
+        ASSERT_TRUE(m.contains("comm_ms")) << m.dump();
+        EXPECT_GT(m["comm_ms"].get<double>(), 0.0);
+        EXPECT_LT(m["comm_ms"].get<double>(), m["step_ms"].get<double>());
+      }
+      for (const nlohmann::json& m : metrics(one)) EXPECT_FALSE(m.contains("comm_ms"));
       for (const char* file : {"model.safetensors", "optimizer.safetensors"})
         expect_same_tensors(checkpoint(name, 6) / file, checkpoint(one, 6) / file, 1e-4);
       // Telemetry covers every rank's tokens and every weight, once.
