@@ -424,9 +424,12 @@ class CudaOptimizer final : public Optimizer {
     list.count = int64_t(copies.size());
     list.longest = 0;
     for (const SegmentCopy& c : copies) list.longest = std::max(list.longest, c.n);
-    if (!copies.empty())
-      MG_CUDA(cudaMemcpy(list.table, copies.data(), copies.size() * sizeof(SegmentCopy),
-                         cudaMemcpyHostToDevice));
+    if (copies.empty()) return;
+    MG_CUDA(cudaMemcpy(list.table, copies.data(), copies.size() * sizeof(SegmentCopy),
+                       cudaMemcpyHostToDevice));
+    // From pageable memory the copy may still be in flight when cudaMemcpy returns, and the
+    // kernel that reads the table may run on a non-blocking stream.
+    MG_CUDA(cudaDeviceSynchronize());
   }
   void exchange(const CopyList& list, float scale, bool record = false) const {
     launch_segment_copies(list.table, list.count, list.longest, scale, record, stream_);

@@ -120,7 +120,7 @@ std::vector<std::vector<float>> gather_state(const ShardPlan& plan, int rank, Co
   comm.host_all_gather(send.data(), recv.data(), count * int64_t(sizeof(float)));
   std::vector<std::vector<float>> whole(mine.size());
   for (int r = 0; r < plan.world; ++r) {
-    const float* block = &recv[size_t(r * count)];
+    const float* block = recv.data() + r * count;
     for (const ShardSegment& s : plan.by_rank[size_t(r)]) {
       const StatePiece& p = mine[s.param];
       std::vector<float>& w = whole[s.param];

@@ -59,15 +59,19 @@ void for_each_mode(Body body) {
 
 TEST(CudaSpectra, MatrixRanksMatchTheHost) {
   MG_REQUIRE_GPU();
-  // Tall, wide, square, a row, a column, a zero matrix, one with a NaN, and three of one Gram
-  // size (one batch), most sizes no multiple of a tile.
+  // Tall, wide, square, a row, a column, a zero matrix, one with a NaN, three finite ones of one
+  // Gram size (one batch: 7, 9 and 10), one whose float32 Gram overflows though its float64 norm
+  // is finite (11: defined norm, NaN ranks, nothing non-finite reaches the eigensolver), most
+  // sizes no multiple of a tile.
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {64, 96}, {96, 64}, {77, 77}, {1, 50}, {50, 1}, {33, 17}, {17, 33}, {40, 17}, {200, 130}};
+      {64, 96}, {96, 64}, {77, 77},   {1, 50},  {50, 1},  {33, 17},
+      {17, 33}, {40, 17}, {200, 130}, {25, 17}, {17, 60}, {30, 20}};
   std::vector<std::vector<float>> host;
   for (size_t i = 0; i < shapes.size(); ++i)
     host.push_back(gaussian(shapes[i].first * shapes[i].second, 100 + i));
   std::fill(host[5].begin(), host[5].end(), 0.0f);
   host[6][7] = NAN;
+  for (float& x : host[11]) x *= 1e20f;
   for_each_mode([&](const std::string& mode) {
     std::vector<std::unique_ptr<DeviceArray<float>>> dev;
     std::vector<MatrixRef> refs;
@@ -97,6 +101,11 @@ TEST(CudaSpectra, MatrixRanksMatchTheHost) {
     EXPECT_TRUE(std::isnan(got[5].stable_rank()));
     EXPECT_TRUE(std::isnan(got[6].fro2));  // NaN: nothing reaches the eigensolver
     EXPECT_TRUE(std::isnan(got[6].nuclear_rank()));
+    for (const MatrixRanks& r : {got[11], top[11]}) {  // float32 Gram overflow
+      EXPECT_TRUE(std::isfinite(r.fro2));
+      EXPECT_TRUE(std::isnan(r.spec2));
+      EXPECT_TRUE(std::isnan(r.nuclear));
+    }
   });
 }
 
@@ -205,6 +214,28 @@ TEST(CudaSpectra, LanczosConvergesOnAClusteredSpectrum) {
   spectra->zero_grams();
   spectra->add_gram(0, Tensor(dev.get(), DType::f32, {rows, w}, Device::cuda));
   EXPECT_NEAR(spectra->gram_stable_ranks({0})[0], want, 1e-5 * want);
+}
+
+// Lanczos on Grams whose Krylov space is small: rows that are scaled unit vectors give exact
+// float64 diagonal Grams, diag(9, 4, 1, 0, …) (three distinct eigenvalues above zero: the basis
+// breaks down after a few steps, before the first check at 8) and 3·I (breaks down after the
+// first step). Both stable ranks are known exactly: 14/9 and the width.
+TEST(CudaSpectra, LanczosStopsAtAnInvariantSubspace) {
+  MG_REQUIRE_GPU();
+  const int64_t w0 = 40, w1 = 24;
+  std::vector<float> a0(size_t(3 * w0), 0.0f), a1(size_t(w1 * w1), 0.0f);
+  for (int64_t r = 0; r < 3; ++r) a0[size_t(r * w0 + r)] = float(3 - r);  // rows 3e₀, 2e₁, e₂
+  for (int64_t r = 0; r < w1; ++r) a1[size_t(r * w1 + r)] = std::sqrt(3.0f);
+  DeviceArray<float> d0(a0), d1(a1);
+  for_each_mode([&](const std::string& mode) {
+    auto spectra = make_cuda_spectra({w0, w1}, {}, nullptr);
+    spectra->zero_grams();
+    spectra->add_gram(0, Tensor(d0.get(), DType::f32, {3, w0}, Device::cuda));
+    spectra->add_gram(1, Tensor(d1.get(), DType::f32, {w1, w1}, Device::cuda));
+    const std::vector<double> st = spectra->gram_stable_ranks({0, 1});
+    EXPECT_NEAR(st[0], 14.0 / 9.0, 1e-9) << mode;
+    EXPECT_NEAR(st[1], double(w1), 1e-6 * double(w1)) << mode;  // √3² rounds in float32
+  });
 }
 
 // Several GPUs: sum_grams() all-reduces the accumulators over the ranks (two ranks as threads

@@ -38,8 +38,11 @@ class DeviceArray {
 
   T* get() const { return p_; }
   int64_t size() const { return n_; }
+  // Waits for the copy to land: from pageable memory cudaMemcpy may return before it has, and
+  // a kernel on a non-blocking stream is not ordered after it.
   void upload(const std::vector<T>& host) {
     MG_CUDA(cudaMemcpy(p_, host.data(), sizeof(T) * host.size(), cudaMemcpyHostToDevice));
+    MG_CUDA(cudaDeviceSynchronize());
   }
   std::vector<T> download() const {
     std::vector<T> host(static_cast<size_t>(n_));
@@ -54,10 +57,12 @@ class DeviceArray {
 };
 
 // The copy of a testing::ThreadComm over device buffers (thread_comm.h): waits for the device,
-// so that a collective sees every rank's finished work, then copies.
+// so that a collective sees every rank's finished work, then copies, and waits for the copy to
+// land before the rank's next kernel (on its own non-blocking stream) can read it.
 inline void device_staging_copy(void* dst, const void* src, size_t bytes) {
   MG_CUDA(cudaDeviceSynchronize());
   MG_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  MG_CUDA(cudaDeviceSynchronize());
 }
 
 }  // namespace muongpt::testing

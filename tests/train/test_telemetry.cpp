@@ -168,6 +168,14 @@ TEST(Telemetry, CpuNormsAndDistancesAreFloat64Sums) {
   a[size_t(m * n / 2)] = NAN;
   EXPECT_TRUE(std::isnan(spectra->distances2({{a.data(), m, n}}, {{b.data(), m, n}})[0]));
   EXPECT_TRUE(std::isnan(matrix_ranks(a.data(), m, n).fro2));
+  // Finite entries whose float32 Gram overflows: a defined norm, undefined (NaN) ranks.
+  for (float& x : b) x *= 1e20f;
+  for (bool nuclear : {true, false}) {
+    const MatrixRanks r = matrix_ranks(b.data(), m, n, nuclear);
+    EXPECT_TRUE(std::isfinite(r.fro2) && r.fro2 > 1e40);
+    EXPECT_TRUE(std::isnan(r.spec2));
+    EXPECT_TRUE(std::isnan(r.nuclear));
+  }
 }
 TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
   const ModelConfig cfg = testing::tiny_config();
