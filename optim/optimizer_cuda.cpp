@@ -192,6 +192,10 @@ class CudaOptimizer final : public Optimizer {
                                 g.ws_bytes);
     MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
   }
+  // The communicator outlives us, the stream may not: its collectives go back to the default.
+  ~CudaOptimizer() override {
+    if (comm_) comm_->set_stream(nullptr);
+  }
 
   double reduce_gradients(bool everywhere) override {
     if (params_.empty()) return 0.0;
