@@ -31,7 +31,9 @@ std::vector<json> read_records(const std::string& path) {
     ++line_no;
     if (line.empty()) continue;
     json rec = json::parse(line, nullptr, false);
-    if (!rec.is_object() || !rec.contains("act") || !rec.contains("weights")) {
+    if (!rec.is_object() || !rec.contains("step") || !rec["step"].is_number_integer() ||
+        !rec.contains("act") || !rec["act"].is_object() || !rec.contains("weights") ||
+        !rec["weights"].is_object()) {
       // A run killed mid-write can leave a partial last line: skip it, refuse anything else.
       if (in.peek() == EOF) break;
       fail(path, "line ", line_no, " is not a telemetry record");
@@ -139,9 +141,9 @@ int cmd_ranks(int argc, char** argv) {
   const json& first = records.front();
   const json& last = records.back();
 
-  std::printf("%s: %zu telemetry records, steps %lld..%lld; latest over %lld tokens (%.2f s)\n\n",
+  std::printf("%s: %zu telemetry records, steps %lld..%lld; latest over %.0f tokens (%.2f s)\n\n",
               run.c_str(), records.size(), first["step"].get<long long>(),
-              last["step"].get<long long>(), last.value("tokens", 0LL), last.value("seconds", 0.0));
+              last["step"].get<long long>(), get(last, {"tokens"}), get(last, {"seconds"}));
   std::printf("activation stable rank st(A), first -> latest\n");
   std::printf(
       "  %-22s %s\n", "tokens (1/p_max)",
@@ -160,7 +162,9 @@ int cmd_ranks(int argc, char** argv) {
   int marked = 0, total = 0;
   for (const std::string& name : sorted_keys(last["weights"])) {
     const json& w = last["weights"][name];
-    const std::string input = w.value("input", "");
+    const std::string input = w.is_object() && w.contains("input") && w["input"].is_string()
+                                  ? w["input"].get<std::string>()
+                                  : "";
     const double st = get(last, {"act", input.c_str(), "st"});
     const double nr = get(w, {"grad_nr"});
     const bool spectral = std::isfinite(nr) && std::isfinite(st) && nr >= st;

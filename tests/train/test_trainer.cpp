@@ -89,6 +89,36 @@ TEST_F(TrainerTest, WritesTheRunDirectoryAndLearns) {
   EXPECT_NE(r.out.find("already holds checkpoints"), std::string::npos) << r.out;
 }
 
+// `muongpt ranks` on a damaged ranks.jsonl: a partial last line (a run killed mid-write) is
+// skipped; anything else that is not a record is one error line naming the file and line.
+TEST_F(TrainerTest, RanksRefusesDamagedTelemetry) {
+  const std::filesystem::path run_dir = dir_ / "damaged";
+  std::filesystem::create_directories(run_dir);
+  const std::string file = (run_dir / "ranks.jsonl").string();
+  const std::string good =
+      R"({"step": 4, "tokens": 64, "seconds": 0.1, "act": {"tokens": {"st": 2.5}},)"
+      R"( "weights": {"w": {"input": "tokens", "grad_nr": 3.0}}})";
+  Result r = run("ranks " + run_dir.string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("muongpt: error: " + file + ": missing"), std::string::npos) << r.out;
+  std::ofstream(file) << good << "\n" << good.substr(0, 40);  // killed mid-write
+  r = run("ranks " + run_dir.string());
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("1 telemetry records, steps 4..4; latest over 64 tokens"), std::string::npos)
+      << r.out;
+  for (const std::string& bad :
+       {std::string("not json"), std::string(R"({"step": "4", "act": {}, "weights": {}})"),
+        std::string(R"({"step": 4, "act": [], "weights": {}})"), std::string("[1, 2]")}) {
+    std::ofstream(file) << bad << "\n" << good << "\n";
+    r = run("ranks " + run_dir.string());
+    EXPECT_EQ(r.status, 1) << bad;
+    EXPECT_NE(r.out.find("muongpt: error: " + file + ": line 1 is not a telemetry record"),
+              std::string::npos)
+        << bad << "\n"
+        << r.out;
+  }
+}
+
 TEST_F(TrainerTest, KilledMidStepResumesIdentically) {
   ASSERT_EQ(run(train("full")).status, 0);
   Result r = run(train("killed"), "MUONGPT_FAULT=step:5");
