@@ -26,6 +26,11 @@ int cuda_device_count();
 DeviceInfo cuda_device_info(int index);
 std::string describe_devices();  // one line per GPU, or why there is none
 
+// The dense peak of a GPU, in TFLOP/s, from its name (cudaDeviceProp::name), for the MFU: bf16
+// tensor-core matrix products, or strict float32 (no TF32: muongpt's fp32 mode). 0 for a GPU not
+// in the table (core/peak_flops.cpp: the data-sheet figures it knows).
+double gpu_peak_tflops(const std::string& name, bool bf16);
+
 // Makes GPU `index` current for this thread (a rank uses its local rank's GPU). Error naming the
 // GPUs there are when the index is out of range.
 void cuda_set_device(int index);

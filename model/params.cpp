@@ -66,6 +66,19 @@ int64_t param_count(const std::vector<ParamSpec>& specs) {
   return n;
 }
 
+int64_t matmul_param_count(const ModelConfig& cfg, const std::vector<ParamSpec>& specs) {
+  int64_t n = param_count(specs);
+  for (const ParamSpec& s : specs)
+    if (s.name == "embed.weight") n -= s.numel();
+  return n - (cfg.vocab_padded() - cfg.vocab_size) * cfg.d_model;
+}
+
+double train_flops_per_token(const ModelConfig& cfg, const std::vector<ParamSpec>& specs,
+                             int64_t seq) {
+  return 6.0 * double(matmul_param_count(cfg, specs)) +
+         6.0 * double(cfg.n_layer * seq * cfg.d_model);
+}
+
 template <typename T>
 GptWeights<T> bind_weights(const ModelConfig& cfg, const std::vector<ParamSpec>& specs, T* base) {
   GptWeights<T> w;

@@ -28,6 +28,13 @@ struct ParamSpec {
 std::vector<ParamSpec> param_specs(const ModelConfig& cfg);
 int64_t param_count(const std::vector<ParamSpec>& specs);
 
+// The FLOP count of a training step per token (docs/bench.md, "The FLOP count"): 6·N + 6·L·T·d,
+// N the parameters that take part in a matrix product (every one but the embedding, and the
+// head only with its vocab_size used rows), T the sequence length.
+int64_t matmul_param_count(const ModelConfig& cfg, const std::vector<ParamSpec>& specs);
+double train_flops_per_token(const ModelConfig& cfg, const std::vector<ParamSpec>& specs,
+                             int64_t seq);
+
 // Pointers to each parameter inside one flat buffer laid out in param_specs() order (null for
 // parameters the config does not have, e.g. gains when norm_gains = false).
 template <typename T>

@@ -174,7 +174,8 @@ int cmd_bench(int argc, char** argv) {
       "warmup", "untimed warm-up steps first", cxxopts::value<int64_t>()->default_value("2"))(
       "random-data", "uniform random token ids instead of the [data] train shards")(
       "peak-gflops",
-      "one rank's peak GFLOP/s (its GPU or its CPU cores), to report an MFU (0 = none)",
+      "one rank's peak GFLOP/s (its GPU or its CPU cores), for the MFU (0: [device] "
+      "peak_tflops, else the GPU's from a table; none on a CPU)",
       cxxopts::value<double>()->default_value("0"))(
       "json", "also write the figures as one JSON object to FILE ('-' = stdout only JSON)",
       cxxopts::value<std::string>())("h,help", "show this help");
@@ -298,20 +299,18 @@ int cmd_bench(int argc, char** argv) {
   // Newton–Schulz timed apart with the CPU dualizers: meaningless for a GPU run (NaN → null).
   const double ns_ms = on_cpu ? dualize_ms(routes, cfg.optim, *comm, 3) : NAN;
 
-  // FLOPs per token: 6·N (N = every parameter but the embedding, the head counted with its
-  // vocab_size used rows) + 6·L·T·d (causal attention: QKᵀ and PV, forward and backward).
   const auto& specs = model->specs();
-  const int64_t d = cfg.model.d_model, L = cfg.model.n_layer;
   const int64_t n_total = param_count(specs);
-  const int64_t n_flop =
-      n_total - specs.front().numel() - (cfg.model.vocab_padded() - cfg.model.vocab_size) * d;
-  const double flops_per_token = 6.0 * double(n_flop) + 6.0 * double(L * T * d);
+  const int64_t n_flop = matmul_param_count(cfg.model, specs);
+  const double flops_per_token = train_flops_per_token(cfg.model, specs, T);
   const int64_t tokens_per_step = B * T * accum * world;
 
   const double step_ms = median(ph.step);
   const double tokens_per_s = double(tokens_per_step) / (step_ms / 1e3);
   const double gflops = flops_per_token * tokens_per_s / 1e9;
-  const double peak = args["peak-gflops"].as<double>();
+  const double peak = args["peak-gflops"].as<double>() > 0
+                          ? args["peak-gflops"].as<double>()
+                          : 1e3 * run_peak_tflops(cfg.device, *model);
   const int64_t run_steps = cfg.train.steps;
   const int64_t tel_steps = telemetry_steps(cfg.telemetry.every, run_steps);
   const double tel_amortised = telemetry_ms * double(tel_steps) / double(run_steps);

@@ -1,5 +1,6 @@
 #include "train/config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -118,6 +119,7 @@ RunConfig parse(toml::table& root, const std::string& file,
     c.device.precision = s.get_string("precision", c.device.precision);
     c.device.attention = s.get_string("attention", c.device.attention);
     c.device.comm_timeout = s.get_float("comm_timeout", c.device.comm_timeout);
+    c.device.peak_tflops = s.get_float("peak_tflops", c.device.peak_tflops);
     s.finish();
     if (c.device.precision != "bf16" && c.device.precision != "fp32")
       s.fail_key("precision",
@@ -130,6 +132,8 @@ RunConfig parse(toml::table& root, const std::string& file,
                  "\"flash\" runs in bf16 only (precision is \"" + c.device.precision + "\")");
     if (!(c.device.comm_timeout >= 0))
       s.fail_key("comm_timeout", "must be >= 0 seconds (0 = wait forever)");
+    if (!(c.device.peak_tflops >= 0) || !std::isfinite(c.device.peak_tflops))
+      s.fail_key("peak_tflops", "must be a finite number >= 0 (0 = look the GPU up)");
     if (c.device.backend != "auto" && c.device.backend != "cpu" && c.device.backend != "cuda")
       s.fail_key("backend",
                  "expected \"auto\", \"cpu\" or \"cuda\", found \"" + c.device.backend + "\"");
@@ -162,7 +166,8 @@ std::string RunConfig::to_toml() const {
      << "[telemetry]\nevery = " << telemetry.every << "\n\n"
      << "[device]\nbackend = " << quoted(device.backend)
      << "\nprecision = " << quoted(device.precision) << "\nattention = " << quoted(device.attention)
-     << "\ncomm_timeout = " << device.comm_timeout << "\n";
+     << "\ncomm_timeout = " << device.comm_timeout
+     << "\npeak_tflops = " << optim_toml_float(device.peak_tflops) << "\n";
   return os.str();
 }
 

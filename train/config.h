@@ -47,6 +47,7 @@ struct DeviceConfig {              // [device]
   std::string precision = "bf16";  // bf16 | fp32: the GPU model's storage type (CUDA only)
   std::string attention = "straightforward";  // straightforward | flash (CUDA, bf16 only)
   double comm_timeout = 600;  // seconds a collective may wait for the other ranks; 0 = never
+  double peak_tflops = 0;     // one device's peak, for the MFU; 0 = the GPU's from a table
 };
 
 struct RunConfig {

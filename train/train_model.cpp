@@ -39,6 +39,7 @@ class CpuTrainModel final : public TrainModel {
   const ModelConfig& config() const override { return model_.config(); }
   const std::vector<ParamSpec>& specs() const override { return model_.specs(); }
   std::string device() const override { return "cpu"; }
+  double peak_tflops() const override { return 0; }
   std::string describe_memory() const override {
     char buf[96];
     std::snprintf(buf, sizeof buf, "arena %.1f MiB", model_.arena_bytes() / 1048576.0);
@@ -93,6 +94,9 @@ class CudaTrainModel final : public TrainModel {
   std::string device() const override {
     return "cuda:" + std::to_string(gpu_) + " " + std::string(precision_name(model_.precision())) +
            (model_.attention() == Attention::flash ? " flash" : "");
+  }
+  double peak_tflops() const override {
+    return gpu_peak_tflops(cuda_device_info(gpu_).name, model_.precision() == Precision::bf16);
   }
   std::string describe_memory() const override { return model_.describe_memory(); }
   size_t memory_bytes() const override { return model_.arena_bytes(); }
@@ -153,6 +157,10 @@ class CudaTrainModel final : public TrainModel {
 
 std::unique_ptr<TrainModel> view_cpu_model(Gpt<float>& model) {
   return std::make_unique<CpuTrainModel>(model);
+}
+
+double run_peak_tflops(const DeviceConfig& device, const TrainModel& model) {
+  return device.peak_tflops > 0 ? device.peak_tflops : model.peak_tflops();
 }
 
 std::string resolve_backend(const std::string& backend) {

@@ -26,7 +26,10 @@ class TrainModel {
 
   virtual const ModelConfig& config() const = 0;
   virtual const std::vector<ParamSpec>& specs() const = 0;
-  virtual std::string device() const = 0;           // "cpu", "cuda:0 bf16", ...
+  virtual std::string device() const = 0;  // "cpu", "cuda:0 bf16", ...
+  // The device's dense peak in TFLOP/s at the model's precision (gpu_peak_tflops), 0 when unknown
+  // (every CPU).
+  virtual double peak_tflops() const = 0;
   virtual std::string describe_memory() const = 0;  // one line for the log
   virtual size_t memory_bytes() const = 0;
 
@@ -67,6 +70,10 @@ std::unique_ptr<TrainModel> make_train_model(const ModelConfig& cfg, int64_t bat
 // A CPU model seen through the interface without taking it over (tests, the bench); the model
 // must outlive the view.
 std::unique_ptr<TrainModel> view_cpu_model(Gpt<float>& model);
+
+// The peak an MFU is measured against, TFLOP/s per device: [device] peak_tflops when set, else
+// the model's device's (0: unknown, no MFU).
+double run_peak_tflops(const DeviceConfig& device, const TrainModel& model);
 
 // "cpu" or "cuda" for a [device] backend value ("auto" resolved).
 std::string resolve_backend(const std::string& backend);

@@ -94,6 +94,8 @@ class Run {
                  .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
                  .seed = static_cast<uint64_t>(cfg.run.seed)}),
         telemetry_(*model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world())),
+        flops_per_token_(train_flops_per_token(cfg.model, model_->specs(), T_)),
+        peak_tflops_(run_peak_tflops(cfg.device, *model_)),
         windows_(B_ * (T_ + 1)),
         idx_(B_ * T_),
         tgt_(B_ * T_) {
@@ -117,18 +119,27 @@ class Run {
 
   int64_t step() const { return step_; }
   int64_t tokens_per_step() const { return B_ * T_ * accum_ * comm_.world(); }
+  // Model FLOP utilisation of a step that took `seconds` (docs/bench.md, "The FLOP count"); NaN
+  // when the peak is unknown.
+  double mfu(double seconds) const {
+    if (!(peak_tflops_ > 0)) return NAN;
+    return flops_per_token_ * double(tokens_per_step()) / seconds /
+           (peak_tflops_ * 1e12 * comm_.world());
+  }
   const std::vector<Route>& routes() const { return routes_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::string describe() const {
-    return fmt(
-        "model: %lld parameters on %s, %s; optimizer %.1f MiB, telemetry %.1f MiB; batch %lld x "
-        "%lld tokens x %lld micro-steps x %d ranks = %lld tokens/step; %zu train shards, %lld "
-        "tokens",
-        (long long)param_count(model_->specs()), model_->device().c_str(),
-        model_->describe_memory().c_str(), optimizer_->memory_bytes() / 1048576.0,
-        telemetry_.memory_bytes() / 1048576.0, (long long)B_, (long long)T_, (long long)accum_,
-        comm_.world(), (long long)tokens_per_step(), loader_.files().size(),
-        (long long)loader_.total_tokens());
+    return fmt("model: %lld parameters on %s, %s; optimizer %.1f MiB, telemetry %.1f MiB; batch "
+               "%lld x "
+               "%lld tokens x %lld micro-steps x %d ranks = %lld tokens/step; %zu train shards, "
+               "%lld "
+               "tokens",
+               (long long)param_count(model_->specs()), model_->device().c_str(),
+               model_->describe_memory().c_str(), optimizer_->memory_bytes() / 1048576.0,
+               telemetry_.memory_bytes() / 1048576.0, (long long)B_, (long long)T_,
+               (long long)accum_, comm_.world(), (long long)tokens_per_step(),
+               loader_.files().size(), (long long)loader_.total_tokens()) +
+           (peak_tflops_ > 0 ? fmt("; MFU against %g TFLOP/s per device", peak_tflops_) : "");
   }
 
   // Forward/backward over the micro-batches, the gradient average over the ranks, checks,
@@ -202,6 +213,7 @@ class Run {
                           {"mem_bytes", model_->memory_bytes()}};
     if (std::isfinite(val_loss)) rec["val_loss"] = val_loss;
     if (r.measured) rec["telemetry_s"] = r.telemetry_s;
+    if (const double m = mfu(r.seconds); std::isfinite(m)) rec["mfu"] = m;
     // NCCL only queues its collectives on the model's stream: their time is not measurable here.
     if (comm_.world() > 1 && comm_.buffers() == Device::cpu) rec["comm_ms"] = r.comm_s * 1e3;
     return rec;
@@ -236,6 +248,7 @@ class Run {
   DataLoader loader_;
   std::optional<ValLoader> val_;
   RankTelemetry telemetry_;
+  double flops_per_token_, peak_tflops_;
   std::vector<int32_t> windows_, idx_, tgt_;  // [B, T+1], [B, T], [B, T]
   int64_t step_ = 0, tokens_ = 0;
 };
@@ -318,9 +331,11 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
     summary = {dir, summary.first_step, step, r.loss, eval ? val_loss : summary.val_loss, 0, stop};
 
     const double elapsed = std::chrono::duration<double>(Clock::now() - t_run).count();
+    const double mfu = run.mfu(r.seconds);
     const std::string status = fmt(
-        "step %lld/%lld | loss %.4f | lr x%.3f | %.0f tok/s | %.0f ms | ETA %s%s", (long long)step,
-        (long long)total, r.loss, r.lr_scale, run.tokens_per_step() / r.seconds, r.seconds * 1e3,
+        "step %lld/%lld | loss %.4f | lr x%.3f | %.0f tok/s%s | %.0f ms | ETA %s%s",
+        (long long)step, (long long)total, r.loss, r.lr_scale, run.tokens_per_step() / r.seconds,
+        std::isfinite(mfu) ? fmt(" | MFU %.1f%%", 100 * mfu).c_str() : "", r.seconds * 1e3,
         format_duration(elapsed / double(step - summary.first_step) * double(total - step)).c_str(),
         eval ? fmt(" | val %.4f", val_loss).c_str() : "");
     if (step % cfg.train.log_every == 0 || step == summary.first_step + 1 || last || eval) {

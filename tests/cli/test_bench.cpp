@@ -58,8 +58,20 @@ TEST(Bench, JsonOnStdoutAndErrors) {
   Result r =
       run_bench("--config " + tiny_config() + " --random-data --warmup 0 --steps 1 --json -");
   ASSERT_EQ(r.status, 0) << r.out;
-  const nlohmann::json j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  nlohmann::json j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
   EXPECT_GT(j["tokens_per_s"].get<double>(), 0.0);
+  EXPECT_FALSE(j.contains("mfu"));  // a CPU has no known peak
+  // The MFU against [device] peak_tflops (here 1 GFLOP/s), or against --peak-gflops first.
+  for (const std::string peak : {"--set device.peak_tflops=0.001", "--peak-gflops 1"}) {
+    r = run_bench("--config " + tiny_config() + " --random-data --warmup 0 --steps 1 --json - " +
+                  peak + (peak[2] == 'p' ? " --set device.peak_tflops=5" : ""));
+    ASSERT_EQ(r.status, 0) << r.out;
+    j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+    ASSERT_TRUE(j.contains("mfu")) << peak;
+    EXPECT_NEAR(j["mfu"].get<double>(), j["gflops_per_s"].get<double>(),
+                1e-12 * j["gflops_per_s"].get<double>())
+        << peak;
+  }
   r = run_bench("--config " + tiny_config() + " --random-data --steps 0");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("--steps"), std::string::npos) << r.out;

@@ -24,6 +24,18 @@ TEST(ModelConfig, DefaultsAreTheSpeedrunModel) {
   EXPECT_EQ(param_count(param_specs(c)), 2 * 50304 * 768 + 12 * 12 * 768 * 768);
 }
 
+// docs/bench.md's worked example: the quickstart model (L 4, d 128, T 128, V 50257 padded to
+// 50304) has N = 4·12·128² + 50257·128 parameters in matrix products, 4.37e7 FLOP per token.
+TEST(ModelConfig, TrainFlopsPerTokenCountsTheMatrixProducts) {
+  ModelConfig c = testing::config_from_text(
+      "[model]\nvocab_size = 50257\nn_layer = 4\nd_model = 128\nd_head = 64\nseq_len = 128\n");
+  const auto specs = param_specs(c);
+  EXPECT_EQ(matmul_param_count(c, specs), 4 * 12 * 128 * 128 + 50257 * 128);
+  EXPECT_DOUBLE_EQ(train_flops_per_token(c, specs, 128),
+                   6.0 * (4 * 12 * 128 * 128 + 50257 * 128) + 6.0 * 4 * 128 * 128);
+  EXPECT_DOUBLE_EQ(train_flops_per_token(c, specs, 128), 43709184.0);
+}
+
 TEST(ModelConfig, ToTomlRoundTrips) {
   for (ModelConfig c : {testing::tiny_config(), testing::tiny_gains_config()}) {
     ModelConfig back = testing::config_from_text(c.to_toml());

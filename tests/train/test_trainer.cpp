@@ -70,6 +70,7 @@ TEST_F(TrainerTest, WritesTheRunDirectoryAndLearns) {
   EXPECT_TRUE(metrics[2].contains("val_loss"));
   EXPECT_EQ(metrics[5]["tokens"], 6 * 2 * 2 * 16);
   EXPECT_LT(metrics[5]["train_loss"].get<double>(), metrics[0]["train_loss"].get<double>());
+  for (const auto& m : metrics) EXPECT_FALSE(m.contains("mfu")) << "a CPU has no known peak";
   auto ranks = read_jsonl(run_dir("full") / "ranks.jsonl");
   ASSERT_EQ(ranks.size(), 4u);  // steps 1, 2, 4, 6
   EXPECT_EQ(ranks[2]["step"], 4);
@@ -87,6 +88,24 @@ TEST_F(TrainerTest, WritesTheRunDirectoryAndLearns) {
   r = run(train("full"));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("already holds checkpoints"), std::string::npos) << r.out;
+}
+
+// With [device] peak_tflops, every logged step has its MFU: the FLOP count of docs/bench.md times
+// tokens/s over the peak; the console shows it too.
+TEST_F(TrainerTest, MfuAgainstTheGivenPeak) {
+  Result r = run(train("mfu", "--set train.steps=2 --set device.peak_tflops=0.001"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("MFU against 0.001 TFLOP/s per device"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" | MFU "), std::string::npos) << r.out;
+  const RunConfig cfg = load_run_config(config_);
+  const double flops = train_flops_per_token(cfg.model, param_specs(cfg.model), cfg.seq());
+  const auto metrics = read_jsonl(run_dir("mfu") / "metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 2u);
+  for (const auto& m : metrics) {
+    ASSERT_TRUE(m.contains("mfu")) << m.dump();
+    const double want = flops * m["tokens_per_s"].get<double>() / 1e9;  // 0.001 TFLOP/s
+    EXPECT_NEAR(m["mfu"].get<double>(), want, 1e-9 * want);
+  }
 }
 
 // `muongpt ranks` on a damaged ranks.jsonl: a partial last line (a run killed mid-write) is
@@ -263,6 +282,8 @@ TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
             "[device] attention: \"flash\" runs in bf16 only (precision is \"fp32\")");
   EXPECT_EQ(error_of("[device]\ncomm_timeout = -1\n"),
             "[device] comm_timeout: must be >= 0 seconds (0 = wait forever)");
+  EXPECT_EQ(error_of("[device]\npeak_tflops = -2.0\n"),
+            "[device] peak_tflops: must be a finite number >= 0 (0 = look the GPU up)");
   EXPECT_EQ(error_of("", {"train.steps=-4"}), "[train] steps: must be positive");
   EXPECT_EQ(error_of("", {"trainsteps"}), "expected section.key=value");
   EXPECT_EQ(error_of("", {"run.name=a/b"}), "[run] name: 'a/b' is not a directory name");
