@@ -1,8 +1,10 @@
-// `muongpt ranks RUN_DIR`: the latest rank telemetry of a run, per block, with the trend since
-// the first record, marking the weights where nr(G) ≥ st(A) (the seed paper's criterion for a
-// spectral update to beat a Euclidean one).
+// `muongpt ranks RUN_DIR [--step N] [--csv]`: the latest (or step N's) rank telemetry of a run,
+// per block, with the trend since the first record, marking the weights where nr(G) ≥ st(A) (the
+// seed paper's criterion for a spectral update to beat a Euclidean one); or every record (or
+// step N's) as one flat CSV table for scripts.
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cxxopts.hpp>
@@ -117,6 +119,44 @@ std::string trend(double first, double last) {
   return cell(first) + " -> " + cell(last);
 }
 
+// A CSV cell: the number in full precision, empty when undefined.
+std::string csv_number(double v) {
+  if (!std::isfinite(v)) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::string csv_text(const json& obj, const char* key) {
+  return obj.is_object() && obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>()
+                                                                      : "";
+}
+
+// One row per activation ("act": st, and p_max for the tokens) and per weight ("weight": the
+// rest), for every record in `records`.
+void print_csv(const std::vector<const json*>& records) {
+  std::printf(
+      "step,tokens,kind,name,st,p_max,input,grad_nr,grad_st,ratio,update_st,update_rel,"
+      "alt_input,alt_ratio\n");
+  for (const json* r : records) {
+    const std::string head = csv_number(get(*r, {"step"})) + "," + csv_number(get(*r, {"tokens"}));
+    for (const std::string& key : sorted_keys((*r)["act"])) {
+      const json& a = (*r)["act"][key];
+      std::printf("%s,act,%s,%s,%s,,,,,,,,\n", head.c_str(), key.c_str(),
+                  csv_number(get(a, {"st"})).c_str(), csv_number(get(a, {"p_max"})).c_str());
+    }
+    for (const std::string& key : sorted_keys((*r)["weights"])) {
+      const json& w = (*r)["weights"][key];
+      std::printf("%s,weight,%s,,,%s,%s,%s,%s,%s,%s,%s,%s\n", head.c_str(), key.c_str(),
+                  csv_text(w, "input").c_str(), csv_number(get(w, {"grad_nr"})).c_str(),
+                  csv_number(get(w, {"grad_st"})).c_str(), csv_number(get(w, {"ratio"})).c_str(),
+                  csv_number(get(w, {"update_st"})).c_str(),
+                  csv_number(get(w, {"update_rel"})).c_str(), csv_text(w, "alt_input").c_str(),
+                  csv_number(get(w, {"alt_ratio"})).c_str());
+    }
+  }
+}
+
 }  // namespace
 
 int cmd_ranks(int argc, char** argv) {
@@ -124,8 +164,11 @@ int cmd_ranks(int argc, char** argv) {
                         "Per-block rank telemetry of a run: activation stable ranks st(A), "
                         "gradient nuclear ranks nr(G), and their ratio (latest record, with the "
                         "trend since the first).");
-  opts.add_options()("run", "run directory", cxxopts::value<std::string>())("h,help",
-                                                                            "show this help");
+  opts.add_options()("run", "run directory", cxxopts::value<std::string>())(
+      "step", "the record of this step instead of the latest", cxxopts::value<std::string>())(
+      "csv",
+      "every record (or --step's) as one CSV table on stdout, one row per activation and "
+      "per weight (docs/telemetry.md)")("h,help", "show this help");
   opts.parse_positional({"run"});
   opts.positional_help("RUN_DIR");
   auto args = opts.parse(argc, argv);
@@ -139,12 +182,40 @@ int cmd_ranks(int argc, char** argv) {
   const auto records = read_records((std::filesystem::path(run) / "ranks.jsonl").string());
   const auto routing = read_routing((std::filesystem::path(run) / "routing.tsv").string());
   const json& first = records.front();
-  const json& last = records.back();
+  const json* chosen = &records.back();
+  if (args.count("step")) {
+    const std::string text = args["step"].as<std::string>();
+    long long want = -1;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), want);
+    if (ec != std::errc() || end != text.data() + text.size() || want < 0)
+      fail("--step", "expected a step number, got '", text, "'");
+    auto it = std::find_if(records.begin(), records.end(),
+                           [&](const json& r) { return r["step"].get<long long>() == want; });
+    if (it == records.end()) {
+      std::string steps;
+      for (const json& r : records)
+        steps += (steps.empty() ? "" : ", ") + std::to_string(r["step"].get<long long>());
+      fail(run, "has no telemetry record at step ", want, " (records at steps ", steps, ")");
+    }
+    chosen = &*it;
+  }
+  if (args.count("csv")) {
+    std::vector<const json*> rows;
+    for (const json& r : records)
+      if (!args.count("step") || &r == chosen) rows.push_back(&r);
+    print_csv(rows);
+    return 0;
+  }
+  const json& last = *chosen;
 
-  std::printf("%s: %zu telemetry records, steps %lld..%lld; latest over %.0f tokens (%.2f s)\n\n",
+  const bool latest = &last == &records.back();
+  const std::string shown =
+      latest ? "latest" : "step " + std::to_string(last["step"].get<long long>());
+  std::printf("%s: %zu telemetry records, steps %lld..%lld; %s over %.0f tokens (%.2f s)\n\n",
               run.c_str(), records.size(), first["step"].get<long long>(),
-              last["step"].get<long long>(), get(last, {"tokens"}), get(last, {"seconds"}));
-  std::printf("activation stable rank st(A), first -> latest\n");
+              records.back()["step"].get<long long>(), shown.c_str(), get(last, {"tokens"}),
+              get(last, {"seconds"}));
+  std::printf("activation stable rank st(A), first -> %s\n", shown.c_str());
   std::printf(
       "  %-22s %s\n", "tokens (1/p_max)",
       trend(first_value(records, {"act", "tokens", "st"}), get(last, {"act", "tokens", "st"}))
@@ -158,7 +229,7 @@ int cmd_ranks(int argc, char** argv) {
   }
 
   std::printf("\n%-22s %-18s %-18s %8s %8s %7s %8s  %s\n", "weight", "optimizer", "input A",
-              "st(A)", "nr(G)", "nr/st", "upd st", "nr(G) first -> latest");
+              "st(A)", "nr(G)", "nr/st", "upd st", ("nr(G) first -> " + shown).c_str());
   int marked = 0, total = 0;
   for (const std::string& name : sorted_keys(last["weights"])) {
     const json& w = last["weights"][name];

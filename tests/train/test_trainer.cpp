@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -84,6 +86,46 @@ TEST_F(TrainerTest, WritesTheRunDirectoryAndLearns) {
   EXPECT_NE(r.out.find("blocks.1.mlp.w2"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("blocks.1.mlp_act"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("nr(G) >= st(A)"), std::string::npos) << r.out;
+  r = run("ranks " + run_dir("full").string() + " --step 4");  // one record of the run
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("4 telemetry records, steps 1..6; step 4 over"), std::string::npos) << r.out;
+  r = run("ranks " + run_dir("full").string() + " --step 3");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("has no telemetry record at step 3 (records at steps 1, 2, 4, 6)"),
+            std::string::npos)
+      << r.out;
+  // --csv: every record as rows, the numbers exactly those of ranks.jsonl.
+  r = run("ranks " + run_dir("full").string() + " --csv");
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::istringstream csv(r.out);
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line,
+            "step,tokens,kind,name,st,p_max,input,grad_nr,grad_st,ratio,update_st,update_rel,"
+            "alt_input,alt_ratio");
+  size_t rows = 0, want_rows = 0;
+  for (const auto& rec : ranks) want_rows += rec["act"].size() + rec["weights"].size();
+  bool found = false;
+  while (std::getline(csv, line)) {
+    ++rows;
+    if (line.starts_with("4,") && line.find(",weight,blocks.1.mlp.w2,") != std::string::npos) {
+      found = true;
+      std::vector<std::string> cells;
+      std::stringstream ss(line);
+      for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+      ASSERT_GE(cells.size(), 13u) << line;
+      EXPECT_EQ(cells[6], "blocks.1.mlp_act");
+      EXPECT_EQ(std::stod(cells[7]),
+                ranks[2]["weights"]["blocks.1.mlp.w2"]["grad_nr"].get<double>());
+      EXPECT_EQ(cells[12], "blocks.1.mlp_pre");
+    }
+  }
+  EXPECT_EQ(rows, want_rows);
+  EXPECT_TRUE(found) << r.out;
+  r = run("ranks " + run_dir("full").string() + " --csv --step 6");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(size_t(std::count(r.out.begin(), r.out.end(), '\n')),
+            1 + ranks[3]["act"].size() + ranks[3]["weights"].size());
   // A second fresh run into the same directory is refused rather than mixed in.
   r = run(train("full"));
   EXPECT_NE(r.status, 0);
