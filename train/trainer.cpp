@@ -129,17 +129,17 @@ class Run {
   const std::vector<Route>& routes() const { return routes_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::string describe() const {
-    return fmt("model: %lld parameters on %s, %s; optimizer %.1f MiB, telemetry %.1f MiB; batch "
-               "%lld x "
-               "%lld tokens x %lld micro-steps x %d ranks = %lld tokens/step; %zu train shards, "
-               "%lld "
-               "tokens",
-               (long long)param_count(model_->specs()), model_->device().c_str(),
-               model_->describe_memory().c_str(), optimizer_->memory_bytes() / 1048576.0,
-               telemetry_.memory_bytes() / 1048576.0, (long long)B_, (long long)T_,
-               (long long)accum_, comm_.world(), (long long)tokens_per_step(),
-               loader_.files().size(), (long long)loader_.total_tokens()) +
-           (peak_tflops_ > 0 ? fmt("; MFU against %g TFLOP/s per device", peak_tflops_) : "");
+    const std::string peak =
+        peak_tflops_ > 0 ? fmt("; MFU against %g TFLOP/s per device", peak_tflops_) : "";
+    return fmt(
+        "model: %lld parameters on %s, %s; optimizer %.1f MiB, telemetry %.1f MiB; batch %lld x "
+        "%lld tokens x %lld micro-steps x %d ranks = %lld tokens/step; %zu train shards, %lld "
+        "tokens%s",
+        (long long)param_count(model_->specs()), model_->device().c_str(),
+        model_->describe_memory().c_str(), optimizer_->memory_bytes() / 1048576.0,
+        telemetry_.memory_bytes() / 1048576.0, (long long)B_, (long long)T_, (long long)accum_,
+        comm_.world(), (long long)tokens_per_step(), loader_.files().size(),
+        (long long)loader_.total_tokens(), peak.c_str());
   }
 
   // Forward/backward over the micro-batches, the gradient average over the ranks, checks,
