@@ -73,6 +73,12 @@ double get(const json& j, std::initializer_list<const char*> path) {
   return p->is_number() ? p->get<double>() : NAN;
 }
 
+// The string at `key`, or "" when it is missing or not a string.
+std::string text(const json& obj, const char* key) {
+  return obj.is_object() && obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>()
+                                                                      : "";
+}
+
 // The earliest defined value along `path` (zero-initialised weights have no gradient rank at
 // step 1, so the trend starts where the value first exists).
 double first_value(const std::vector<json>& records, std::initializer_list<const char*> path) {
@@ -127,11 +133,6 @@ std::string csv_number(double v) {
   return buf;
 }
 
-std::string csv_text(const json& obj, const char* key) {
-  return obj.is_object() && obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>()
-                                                                      : "";
-}
-
 // One row per activation ("act": st, and p_max for the tokens) and per weight ("weight": the
 // rest), for every record in `records`.
 void print_csv(const std::vector<const json*>& records) {
@@ -148,10 +149,10 @@ void print_csv(const std::vector<const json*>& records) {
     for (const std::string& key : sorted_keys((*r)["weights"])) {
       const json& w = (*r)["weights"][key];
       std::printf("%s,weight,%s,,,%s,%s,%s,%s,%s,%s,%s,%s\n", head.c_str(), key.c_str(),
-                  csv_text(w, "input").c_str(), csv_number(get(w, {"grad_nr"})).c_str(),
+                  text(w, "input").c_str(), csv_number(get(w, {"grad_nr"})).c_str(),
                   csv_number(get(w, {"grad_st"})).c_str(), csv_number(get(w, {"ratio"})).c_str(),
                   csv_number(get(w, {"update_st"})).c_str(),
-                  csv_number(get(w, {"update_rel"})).c_str(), csv_text(w, "alt_input").c_str(),
+                  csv_number(get(w, {"update_rel"})).c_str(), text(w, "alt_input").c_str(),
                   csv_number(get(w, {"alt_ratio"})).c_str());
     }
   }
@@ -233,9 +234,7 @@ int cmd_ranks(int argc, char** argv) {
   int marked = 0, total = 0;
   for (const std::string& name : sorted_keys(last["weights"])) {
     const json& w = last["weights"][name];
-    const std::string input = w.is_object() && w.contains("input") && w["input"].is_string()
-                                  ? w["input"].get<std::string>()
-                                  : "";
+    const std::string input = text(w, "input");
     const double st = get(last, {"act", input.c_str(), "st"});
     const double nr = get(w, {"grad_nr"});
     const bool spectral = std::isfinite(nr) && std::isfinite(st) && nr >= st;
