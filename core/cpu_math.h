@@ -48,4 +48,25 @@ inline float tanh_fast(float x) {
   return x < 0 ? -t : t;
 }
 
+// Σ_j (a_j − b_j)² over n floats (b null: Σ a_j²) in float64, in eight interleaved partial sums
+// combined in a fixed order: the result depends on the data alone, and the adds do not form one
+// chain of dependent float64 adds (three to four times slower). For norms: the telemetry's and
+// the CPU optimizer's gradient norm.
+template <bool kDifference>
+double sum_squares_f64_lanes(const float* a, const float* b, int64_t n) {
+  double acc[8] = {};
+  auto term = [&](int64_t j) {
+    const double d = kDifference ? double(a[j]) - double(b[j]) : double(a[j]);
+    return d * d;
+  };
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += term(j + l);
+  for (int l = 0; j < n; ++j, ++l) acc[l] += term(j);
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+inline double sum_squares_f64(const float* a, const float* b, int64_t n) {
+  return b ? sum_squares_f64_lanes<true>(a, b, n) : sum_squares_f64_lanes<false>(a, nullptr, n);
+}
+
 }  // namespace muongpt

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/comm.h"
+#include "core/cpu_math.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "optim/dualizer.h"
@@ -91,8 +92,7 @@ class CpuOptimizer final : public Optimizer {
       }
     }
     double ss = 0;  // over this rank's own segments, then over the ranks
-    for (const Param& p : params_)
-      for (int64_t j = p.lo; j < p.hi; ++j) ss += double(p.slot.grad[j]) * p.slot.grad[j];
+    for (const Param& p : params_) ss += sum_squares_f64(p.slot.grad + p.lo, nullptr, p.hi - p.lo);
     return std::sqrt(comm_ ? comm_->sum(ss) : ss);
   }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/comm.h"
+#include "core/cpu_math.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/linalg.h"
@@ -12,23 +13,6 @@ namespace muongpt {
 
 namespace {
 
-// Σ_j (a_j − b_j)² over one row (b null: Σ a_j²) in float64, in eight interleaved partial sums
-// combined in a fixed order: the result depends on the data alone, and the adds are not one chain
-// of dependent float64 adds (which made these sums a third of the CPU's telemetry step).
-template <bool kDifference>
-double row_squares(const float* a, const float* b, int64_t n) {
-  double acc[8] = {};
-  auto term = [&](int64_t j) {
-    const double d = kDifference ? double(a[j]) - double(b[j]) : double(a[j]);
-    return d * d;
-  };
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += term(j + l);
-  for (int l = 0; j < n; ++j, ++l) acc[l] += term(j);
-  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
-
 // The float64 sum of squares of each row of a [rows, cols] (or of a − b), rows split over the
 // CPU threads.
 std::vector<double> row_squares(const float* a, const float* b, int64_t rows, int64_t cols) {
@@ -37,8 +21,7 @@ std::vector<double> row_squares(const float* a, const float* b, int64_t rows, in
       rows,
       [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
-          out[size_t(r)] = b ? row_squares<true>(a + r * cols, b + r * cols, cols)
-                             : row_squares<false>(a + r * cols, nullptr, cols);
+          out[size_t(r)] = sum_squares_f64(a + r * cols, b ? b + r * cols : nullptr, cols);
       },
       std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)));
   return out;
