@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "model/decoder.h"
+#include "model/model.h"
 #include "model/ops/attention.h"
 #include "model/ops/cross_entropy.h"
 #include "model/ops/linear.h"
@@ -15,8 +16,7 @@ GptDecoder::GptDecoder(const ModelConfig& cfg, const float* params, int64_t max_
     : cfg_(cfg),
       w_(bind_weights(cfg, param_specs(cfg), const_cast<float*>(params))),
       max_len_(max_len) {
-  if (max_len <= 0 || max_len > cfg.seq_len)
-    fail("decoder", "context of ", max_len, " tokens is not in [1, seq_len = ", cfg.seq_len, "]");
+  check_batch_shape(cfg, 1, max_len);
   const int64_t d = cfg.d_model, dh = cfg.d_head, L = cfg.n_layer;
   rope_cos_.resize(max_len * dh / 2);
   rope_sin_.resize(max_len * dh / 2);
@@ -37,7 +37,7 @@ const float* GptDecoder::push(int32_t token) {
   const float eps = float(cfg_.norm_eps), scale = float(cfg_.attention_scale()),
               cap = float(cfg_.softcap);
   if (t >= max_len_) fail("decoder", "context is full (", max_len_, " tokens)");
-  if (token < 0 || token >= V) fail("decoder", "token id ", token, " outside [0, ", V, ")");
+  check_token_ids(&token, nullptr, 1, V, t);
   const float* cos_t = rope_cos_.data() + t * dh / 2;
   const float* sin_t = rope_sin_.data() + t * dh / 2;
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "model/params.h"
 
 namespace muongpt {
@@ -29,6 +31,7 @@ class Gpt {
   int64_t batch() const { return B_; }
   int64_t seq() const { return T_; }
   size_t arena_bytes() const { return arena_.capacity(); }
+  const MemoryPlan& memory_plan() const { return mem_; }
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   Tensor param(size_t i) const { return values_[i]; }
@@ -51,11 +54,9 @@ class Gpt {
   // [B·T, V] soft-capped logits of the last forward (valid until backward()).
   Tensor logits() const;
   // An activation of the last forward as [B·T, width], for telemetry: "embed_out" and
-  // "final_in" (layer ignored), or per block "attn_in", "attn_out", "mlp_in", "mlp_pre",
-  // "mlp_act". Unknown names are an Error.
+  // "final_in" (layer ignored), or per block a name of Model::kBlockActivations. Unknown names
+  // are an Error.
   Tensor activation(std::string_view kind, int64_t layer = 0) const;
-  static constexpr std::string_view kBlockActivations[] = {"attn_in", "attn_out", "mlp_in",
-                                                           "mlp_pre", "mlp_act"};
 
  private:
   using Block = BlockWeights<T>;
@@ -80,6 +81,7 @@ class Gpt {
   ModelConfig cfg_;
   int64_t B_, T_;
   std::vector<ParamSpec> specs_;
+  MemoryPlan mem_;  // filled by layout()
   Tensor values_flat_, grads_flat_;
   std::vector<Tensor> values_, grads_;
   Weights w_, g_;
@@ -98,8 +100,14 @@ class Gpt {
 extern template class Gpt<float>;
 extern template class Gpt<double>;
 
-// The activation lookup both models (Gpt, GptCuda) share: "embed_out" and "final_in" (layer
-// ignored), or a name of Gpt<float>::kBlockActivations in block `layer` of `acts` (whose elements
+// Slots for every parameter of a CPU model, in specs() order (the order of resolve_routing()).
+std::vector<ParamSlot> param_slots(const Gpt<float>& model);
+// The CPU model seen through the Model interface without taking it over (tests); the model must
+// outlive the view.
+std::unique_ptr<Model> view_cpu_model(Gpt<float>& model);
+
+// The activation lookup both models (Gpt, the GPU model) share: "embed_out" and "final_in" (layer
+// ignored), or a name of Model::kBlockActivations in block `layer` of `acts` (whose elements
 // have those members) → (buffer, width); d = d_model, F = d_mlp. Unknown names and blocks are an
 // Error.
 template <typename P, typename Acts>

@@ -21,6 +21,7 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq)
       T_(seq),
       specs_(param_specs(cfg)),
       arena_(plan_arena(Device::cpu, [this](Arena& a) { layout(a); })) {
+  MG_CHECK(mem_.total() == arena_.capacity(), "the memory plan does not add up to the arena");
   rope_tables(rope_cos_, rope_sin_, T_, cfg_.d_head, cfg_.rope_base);
 }
 
@@ -28,18 +29,23 @@ Gpt<T>::Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq)
 // it must not depend on anything but the config and the batch shape.
 template <typename T>
 void Gpt<T>::layout(Arena& a) {
-  cfg_.validate("model config");
-  if (B_ <= 0 || T_ <= 0 || T_ > cfg_.seq_len)
-    fail("model", "batch ", B_, " x sequence ", T_,
-         " is not possible (1 <= T <= seq_len = ", cfg_.seq_len, ")");
+  check_batch_shape(cfg_, B_, T_);
   const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), F = cfg_.d_mlp(),
                 V = cfg_.vocab_size, L = cfg_.n_layer;
   const DType dt = dtype_of<T>();
   auto buf = [&](int64_t n) { return a.alloc(dt, {n}).template data<T>(); };
 
+  size_t mark = a.used();
+  auto part = [&](size_t& bytes) {  // the bytes taken since the previous part
+    bytes = a.used() - mark;
+    mark = a.used();
+  };
+
   const int64_t P = param_count(specs_);
   values_flat_ = a.alloc(dt, {P});
+  part(mem_.params);
   grads_flat_ = a.alloc(dt, {P});
+  part(mem_.grads);
   values_.clear();
   grads_.clear();
   int64_t offset = 0;
@@ -74,15 +80,15 @@ void Gpt<T>::layout(Arena& a) {
   final_in_ = buf(N * d), final_rstd_ = buf(N);
   logits_ = buf(N * V), lse_ = buf(N);
   rope_cos_ = buf(T_ * cfg_.d_head / 2), rope_sin_ = buf(T_ * cfg_.d_head / 2);
+  part(mem_.activations);
   dx_ = buf(N * d), da_ = buf(N * d), dq_ = buf(N * d), dk_ = buf(N * d), dv_ = buf(N * d);
   dy_ = buf(N * d), dh_ = buf(N * F), dscores_ = buf(T_ * T_);
+  part(mem_.scratch);
 }
 
 template <typename T>
 int Gpt<T>::find(std::string_view name) const {
-  for (size_t i = 0; i < specs_.size(); ++i)
-    if (specs_[i].name == name) return static_cast<int>(i);
-  return -1;
+  return find_param(specs_, name);
 }
 
 template <typename T>
@@ -121,11 +127,7 @@ T Gpt<T>::forward(const int32_t* idx, const int32_t* targets) {
   const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
                 F = cfg_.d_mlp(), V = cfg_.vocab_size, L = cfg_.n_layer;
   const T eps = T(cfg_.norm_eps), scale = T(cfg_.attention_scale()), cap = T(cfg_.softcap);
-  for (int64_t n = 0; n < N; ++n) {
-    if (idx[n] < 0 || idx[n] >= V || targets[n] < 0 || targets[n] >= V)
-      fail("model", "token id ", (idx[n] < 0 || idx[n] >= V ? idx[n] : targets[n]), " at position ",
-           n, " is outside the vocabulary [0, ", V, ")");
-  }
+  check_token_ids(idx, targets, N, V);
   std::copy(idx, idx + N, idx_);
   std::copy(targets, targets + N, targets_);
 
@@ -189,5 +191,15 @@ void Gpt<T>::backward(T loss_scale) {
 
 template class Gpt<float>;
 template class Gpt<double>;
+
+std::vector<ParamSlot> param_slots(const Gpt<float>& model) {
+  std::vector<ParamSlot> slots;
+  for (size_t i = 0; i < model.specs().size(); ++i) {
+    const ParamSpec& s = model.specs()[i];
+    slots.push_back(
+        {s.name, s.shape, model.param(i).data<float>(), model.grad(i).data<float>(), Device::cpu});
+  }
+  return slots;
+}
 
 }  // namespace muongpt

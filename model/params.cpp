@@ -14,6 +14,18 @@ int64_t ParamSpec::numel() const {
   return n;
 }
 
+int64_t ParamSlot::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+int find_param(const std::vector<ParamSpec>& specs, std::string_view name) {
+  for (size_t i = 0; i < specs.size(); ++i)
+    if (specs[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
 std::string ParamSpec::shape_str() const {
   std::ostringstream os;
   os << '[';

@@ -5,9 +5,12 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "core/device.h"
 #include "core/rng.h"
+#include "core/tensor.h"
 #include "model/config.h"
 
 namespace muongpt {
@@ -27,6 +30,26 @@ struct ParamSpec {
 
 std::vector<ParamSpec> param_specs(const ModelConfig& cfg);
 int64_t param_count(const std::vector<ParamSpec>& specs);
+// Index of the parameter called `name`, or -1.
+int find_param(const std::vector<ParamSpec>& specs, std::string_view name);
+
+// Where one parameter lives, for the optimizer and the telemetry: its fp32 values and gradient
+// (same shape, contiguous, row-major) in the model's memory.
+struct ParamSlot {
+  std::string name;
+  std::vector<int64_t> shape;
+  float* value = nullptr;  // fp32 master weights, updated in place
+  float* grad = nullptr;   // the step's gradient; reduce_gradients() averages it over the ranks
+  Device device = Device::cpu;
+  // CUDA bf16 training only: the bf16 working copy the forward reads, rewritten from `value`
+  // after every update (null: the model reads the fp32 values directly).
+  uint16_t* working_bf16 = nullptr;
+  // GPU only: the stream the model queues its work on; the optimizer queues its own there too,
+  // so that the two stay ordered without device-wide synchronisation (null: the legacy stream).
+  CudaStream stream = nullptr;
+
+  int64_t numel() const;
+};
 
 // The FLOP count of a training step per token (docs/bench.md, "The FLOP count"): 6·N + 6·L·T·d,
 // N the parameters that take part in a matrix product (every one but the embedding, and the

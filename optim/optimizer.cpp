@@ -9,22 +9,6 @@
 
 namespace muongpt {
 
-int64_t ParamSlot::numel() const {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
-std::vector<ParamSlot> param_slots(const Gpt<float>& model) {
-  std::vector<ParamSlot> slots;
-  for (size_t i = 0; i < model.specs().size(); ++i) {
-    const ParamSpec& s = model.specs()[i];
-    slots.push_back({s.name, s.shape, model.param(i).data<float>(), model.grad(i).data<float>(),
-                     model.param(i).device()});
-  }
-  return slots;
-}
-
 std::unique_ptr<Optimizer> Optimizer::create(const std::vector<Route>& routes,
                                              const std::vector<ParamSlot>& slots,
                                              const OptimConfig& cfg, Comm* comm) {

@@ -6,7 +6,7 @@
 //
 // Usage (trainer):
 //   auto routes = resolve_routing(model.specs(), cfg.optim, file, &warnings);
-//   auto opt = Optimizer::create(routes, param_slots(model), cfg.optim);
+//   auto opt = Optimizer::create(routes, model.param_slots(), cfg.optim);
 //   for step s: zero grads, forward/backward, opt->step(s, lr_multiplier(sched, s, total));
 //
 // Checkpoints: state_tensors() (fp32 moments and momentum buffers, named "adamw.m.<param>",
@@ -24,33 +24,13 @@
 #include "core/device.h"
 #include "core/safetensors.h"
 #include "core/tensor.h"
-#include "model/gpt.h"
+#include "model/params.h"
 #include "optim/config.h"
 #include "optim/routing.h"
 
 namespace muongpt {
 
 class Comm;  // core/comm.h
-
-// A view of one parameter and its gradient (same shape, contiguous, row-major).
-struct ParamSlot {
-  std::string name;
-  std::vector<int64_t> shape;
-  float* value = nullptr;  // fp32 master weights, updated in place
-  float* grad = nullptr;   // the step's gradient; reduce_gradients() averages it over the ranks
-  Device device = Device::cpu;
-  // CUDA bf16 training only: the bf16 working copy the forward reads, rewritten from `value`
-  // after every update (null: the model reads the fp32 values directly).
-  uint16_t* working_bf16 = nullptr;
-  // GPU only: the stream the model queues its work on; the optimizer queues its own there too,
-  // so that the two stay ordered without device-wide synchronisation (null: the legacy stream).
-  CudaStream stream = nullptr;
-
-  int64_t numel() const;
-};
-
-// Slots for every parameter of a CPU model, in specs() order (the order of resolve_routing()).
-std::vector<ParamSlot> param_slots(const Gpt<float>& model);
 
 // What the last step() did, for logs, tests and the distributed implementation.
 struct StepStats {

@@ -1,9 +1,9 @@
 // `muongpt bench --config FILE [--set k=v]... [--steps N] [--warmup W] [--json FILE]`: the
-// steady-state speed of a training step, built from the config exactly as the trainer builds it
-// (model, routing, optimizer, loader, communicator), split into data, forward, backward,
-// optimizer, communication and telemetry; plus a FLOP rate (formula in docs/bench.md) and the
-// peak RSS. One JSON object with the same figures goes to --json FILE ("-" for stdout). Under a
-// launcher (mpirun, torchrun) every rank takes part and rank 0 reports.
+// steady-state speed of the training step (Training::step, the trainer's own, with its checks and
+// clipping) on the config, split into its phases (data, forward, backward, optimizer, the rest),
+// communication and telemetry; plus a FLOP rate (formula in docs/bench.md) and the peak RSS. One
+// JSON object with the same figures goes to --json FILE ("-" for stdout). Under a launcher
+// (mpirun, torchrun) every rank takes part and rank 0 reports.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -23,17 +23,14 @@
 #include "core/gemm.h"
 #include "core/parallel.h"
 #include "core/rng.h"
-#include "data/loader.h"
 #include "model/params.h"
 #include "optim/dualizer.h"
 #include "optim/optimizer.h"
 #include "optim/routing.h"
-#include "optim/schedule.h"
 #include "tools/commands.h"
 #include "train/config.h"
 #include "train/job.h"
-#include "train/telemetry.h"
-#include "train/train_model.h"
+#include "train/training.h"
 
 namespace muongpt {
 namespace {
@@ -43,11 +40,6 @@ using Clock = std::chrono::steady_clock;
 double since_ms(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
-
-// Per-phase milliseconds of the timed steps.
-struct Phases {
-  std::vector<double> data, forward, backward, optimizer, communication, other, step;
-};
 
 double mean(const std::vector<double>& v) {
   double s = 0;
@@ -75,45 +67,6 @@ double peak_rss_mib() {
   getrusage(RUSAGE_SELF, &u);
   return double(u.ru_maxrss) / 1024.0;  // Linux: KiB
 }
-
-// Where the batches come from: the config's train shards, or uniform random ids.
-class Batches {
- public:
-  Batches(const RunConfig& cfg, bool random, int64_t B, int64_t T, const Comm& comm)
-      : B_(B),
-        T_(T),
-        vocab_(cfg.model.vocab_size),
-        windows_(B * (T + 1)),
-        rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())) {
-    if (random) return;
-    if (cfg.data.train.empty())
-      fail(cfg.file, "[data] train is empty; give shards or use bench --random-data");
-    loader_.emplace(
-        LoaderOptions{.pattern = cfg.data.train,
-                      .batch = B,
-                      .seq = T,
-                      .rank = comm.rank(),
-                      .world = comm.world(),
-                      .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
-                      .seed = static_cast<uint64_t>(cfg.run.seed)});
-  }
-  bool random() const { return !loader_.has_value(); }
-
-  void next(int32_t* idx, int32_t* tgt) {
-    if (loader_) {
-      loader_->next(windows_.data());
-    } else {
-      for (int32_t& t : windows_) t = int32_t(rng_.below(uint64_t(vocab_)));
-    }
-    split_windows(windows_.data(), B_, T_, idx, tgt);
-  }
-
- private:
-  int64_t B_, T_, vocab_;
-  std::vector<int32_t> windows_;
-  Rng rng_;
-  std::optional<DataLoader> loader_;
-};
 
 // Milliseconds of one dualize() call per Muon matrix this rank owns (the optimizer's
 // Newton–Schulz work), timed outside the optimizer on random matrices of the same shapes, run as
@@ -159,9 +112,17 @@ double dualize_ms(const std::vector<Route>& routes, const OptimConfig& optim, co
   return median(passes);
 }
 
-}  // namespace
+struct BenchOptions {
+  RunConfig cfg;
+  int64_t steps = 10, warmup = 2;
+  bool random_data = false;
+  double peak_gflops = 0;  // 0: [device] peak_tflops, else the GPU's from a table
+  std::string json_path;   // "" = none, "-" = stdout only JSON
+  RankFlags ranks;
+};
 
-int cmd_bench(int argc, char** argv) {
+// The command line, or nullopt after --help.
+std::optional<BenchOptions> parse_options(int argc, char** argv) {
   cxxopts::Options opts("muongpt bench",
                         "Time steady-state training steps of a config: tokens/s, the step split "
                         "into data, forward, backward, optimizer (Newton-Schulz timed separately), "
@@ -183,241 +144,221 @@ int cmd_bench(int argc, char** argv) {
   auto args = opts.parse(argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
-    return 0;
+    return std::nullopt;
   }
   if (!args.count("config")) fail("bench", "--config FILE is required (see --help)");
   std::vector<std::string> sets;
   if (args.count("set")) sets = args["set"].as<std::vector<std::string>>();
-  const RunConfig cfg = load_run_config(args["config"].as<std::string>(), sets);
-  const int64_t steps = args["steps"].as<int64_t>();
-  const int64_t warmup = args["warmup"].as<int64_t>();
-  if (steps < 1) fail("bench", "--steps must be at least 1, got ", steps);
-  if (warmup < 0) fail("bench", "--warmup must be at least 0, got ", warmup);
-  const std::string json_path = args.count("json") ? args["json"].as<std::string>() : "";
-  const bool json_only = json_path == "-";
+  BenchOptions o;
+  o.cfg = load_run_config(args["config"].as<std::string>(), sets);
+  o.steps = args["steps"].as<int64_t>();
+  o.warmup = args["warmup"].as<int64_t>();
+  if (o.steps < 1) fail("bench", "--steps must be at least 1, got ", o.steps);
+  if (o.warmup < 0) fail("bench", "--warmup must be at least 0, got ", o.warmup);
+  o.random_data = args.count("random-data") > 0;
+  o.peak_gflops = args["peak-gflops"].as<double>();
+  if (args.count("json")) o.json_path = args["json"].as<std::string>();
+  o.ranks = rank_flags(args);
+  return o;
+}
 
-  const RankInfo info = discover_ranks(rank_flags(args));
-  share_cpu_threads(info.local_world);
-  const std::unique_ptr<Comm> comm = make_job_comm(info, cfg, resolve_backend(cfg.device.backend));
-  const int world = comm->world();
-  const bool lead = comm->rank() == 0;  // rank 0 prints and writes the JSON
-  const int64_t B = cfg.data.batch_size, T = cfg.seq(), accum = cfg.data.grad_accum;
-  const auto model = make_train_model(cfg.model, B, T, cfg.device, info.local_rank, cfg.file);
-  const bool on_cpu = model->device() == "cpu";
-  std::vector<std::string> warnings;
-  const auto routes = resolve_routing(model->specs(), cfg.optim, cfg.file, &warnings);
-  auto optimizer =
-      Optimizer::create(routes, model->param_slots(), cfg.optim, world > 1 ? comm.get() : nullptr);
-  Batches batches(cfg, args.count("random-data") > 0, B, T, *comm);
-  model->init_params(static_cast<uint64_t>(cfg.run.seed));
-  std::vector<int32_t> idx(B * T), tgt(B * T);
+// What the timed steps showed: per step, each phase's milliseconds and the whole step's.
+struct Measurement {
+  std::vector<double> data, forward, backward, reduce, optimizer, communication, other, step;
+  std::vector<double> losses;  // every step run, warm-up and telemetry steps included, in order
+  // One telemetry step's parts (the second of two: first-use costs stay out).
+  double grams = 0, gradient_spectra = 0, update_recording = 0, finish = 0;
+  double telemetry() const { return grams + gradient_spectra + update_recording + finish; }
+};
 
-  // One trainer step (without telemetry, checkpoints or evaluation), timed by phase.
-  int64_t step = 0;
-  double last_loss = 0;
-  auto train_step = [&](Phases* ph) {
-    const auto t_step = Clock::now();
-    const double comm_s = comm->collective_seconds();
-    double data = 0, fwd = 0, bwd = 0;
-    model->zero_grads();
-    double loss = 0;
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      auto t0 = Clock::now();
-      batches.next(idx.data(), tgt.data());
-      data += since_ms(t0);
-      t0 = Clock::now();
-      loss += model->forward(idx.data(), tgt.data()) / double(accum);  // waits for the GPU
-      fwd += since_ms(t0);
-      t0 = Clock::now();
-      model->backward(1.0f / float(accum));
-      model->synchronize();
-      bwd += since_ms(t0);
-    }
-    loss = comm->sum(loss) / world;            // as the trainer does: the mean over the ranks,
-    (void)optimizer->reduce_gradients(false);  // the gradients' sum over the ranks and their norm
-    const auto t_opt = Clock::now();
-    optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
-    model->synchronize();
-    const double opt = since_ms(t_opt);
-    ++step;
-    last_loss = loss;
-    if (!std::isfinite(loss)) fail("bench", "step ", step, ": the loss is not finite");
-    if (ph) {
-      ph->data.push_back(data);
-      ph->forward.push_back(fwd);
-      ph->backward.push_back(bwd);
-      ph->optimizer.push_back(opt);
-      ph->communication.push_back((comm->collective_seconds() - comm_s) * 1e3);
-      const double total = since_ms(t_step);
-      ph->step.push_back(total);
-      ph->other.push_back(std::max(0.0, total - data - fwd - bwd - opt));
-    }
-  };
-
-  for (int64_t i = 0; i < warmup; ++i) train_step(nullptr);
-  Phases ph;
-  for (int64_t i = 0; i < steps; ++i) train_step(&ph);
-
-  // One telemetry step, with only the telemetry calls (and the update recording) timed; the
-  // second of two, so that first-use costs (GEMM plans, solver set-up) stay out of the figure.
-  double telemetry_ms = 0;
-  struct {
-    double grams = 0, gradients = 0, recording = 0, finish = 0;
-  } tel;  // its parts
-  if (cfg.telemetry.every > 0) {
-    RankTelemetry telemetry(*model, cfg.telemetry.every, comm.get(),
-                            telemetry_owners(routes, world));
-    for (int rep = 0; rep < 2; ++rep) {
-      model->zero_grads();
-      batches.next(idx.data(), tgt.data());
-      auto t0 = Clock::now();
-      telemetry.begin();
-      tel.grams = since_ms(t0);
-      model->forward(idx.data(), tgt.data());
-      model->synchronize();
-      t0 = Clock::now();
-      telemetry.add_activations(*model, idx.data(), B * T);
-      tel.grams += since_ms(t0);
-      model->backward(1.0f);
-      (void)optimizer->reduce_gradients(true);  // every rank holds the averaged gradients
-      model->synchronize();
-      t0 = Clock::now();
-      telemetry.add_gradients(*model);
-      tel.gradients = since_ms(t0);
-      optimizer->set_record_updates(true);
-      t0 = Clock::now();
-      optimizer->step(step, lr_multiplier(cfg.schedule, step, cfg.train.steps));
-      model->synchronize();
-      tel.recording = std::max(0.0, since_ms(t0) - median(ph.optimizer));
-      t0 = Clock::now();
-      telemetry.finish(*model, step + 1, [&](size_t i) { return optimizer->last_update(i); });
-      tel.finish = since_ms(t0);
-      optimizer->set_record_updates(false);
-    }
-    telemetry_ms = tel.grams + tel.gradients + tel.recording + tel.finish;
+Measurement measure(Training& run, const BenchOptions& o, const Comm& comm) {
+  Measurement m;
+  PhaseTimer timer(run.model());
+  for (int64_t i = 0; i < o.warmup; ++i) m.losses.push_back(run.step().loss);
+  for (int64_t i = 0; i < o.steps; ++i) {
+    timer.reset();
+    const double comm_s = comm.collective_seconds();
+    const auto t0 = Clock::now();
+    m.losses.push_back(run.step(&timer).loss);
+    m.step.push_back(since_ms(t0));
+    m.communication.push_back((comm.collective_seconds() - comm_s) * 1e3);
+    for (auto [v, p] : {std::pair{&m.data, Phase::data},
+                        {&m.forward, Phase::forward},
+                        {&m.backward, Phase::backward},
+                        {&m.reduce, Phase::reduce},
+                        {&m.optimizer, Phase::optimizer}})
+      v->push_back(timer.ms(p));
+    m.other.push_back(std::max(0.0, m.step.back() - m.data.back() - m.forward.back() -
+                                        m.backward.back() - m.optimizer.back()));
   }
+  if (o.cfg.telemetry.every <= 0) return m;
+  for (int rep = 0; rep < 2; ++rep) {  // telemetry calls in order: Grams per micro-batch,
+    timer.reset();                     // gradient spectra, then the update spectra (finish)
+    m.losses.push_back(run.step(&timer, /*telemetry=*/true).loss);
+    std::vector<double> tel;
+    for (const auto& [p, ms] : timer.calls())
+      if (p == Phase::telemetry) tel.push_back(ms);
+    m.finish = tel.back();
+    m.gradient_spectra = tel[tel.size() - 2];
+    m.grams = 0;
+    for (size_t i = 0; i + 2 < tel.size(); ++i) m.grams += tel[i];
+    m.update_recording = std::max(0.0, timer.ms(Phase::optimizer) - median(m.optimizer));
+  }
+  return m;
+}
+
+nlohmann::json figures(const Training& run, const BenchOptions& o, const Measurement& m,
+                       const Comm& comm) {
+  const RunConfig& cfg = o.cfg;
+  const Model& model = run.model();
+  const int world = comm.world();
+  const double step_ms = median(m.step);
+  const double tokens_per_s = double(run.tokens_per_step()) / (step_ms / 1e3);
+  const double gflops = run.flops_per_token() * tokens_per_s / 1e9;
+  const double peak = o.peak_gflops > 0 ? o.peak_gflops : 1e3 * run.peak_tflops();
+  const int64_t tel_steps = telemetry_steps(cfg.telemetry.every, cfg.train.steps);
+  const double tel_amortised = m.telemetry() * double(tel_steps) / double(cfg.train.steps);
   // Newton–Schulz timed apart with the CPU dualizers: meaningless for a GPU run (NaN → null).
-  const double ns_ms = on_cpu ? dualize_ms(routes, cfg.optim, *comm, 3) : NAN;
-
-  const auto& specs = model->specs();
-  const int64_t n_total = param_count(specs);
-  const int64_t n_flop = matmul_param_count(cfg.model, specs);
-  const double flops_per_token = train_flops_per_token(cfg.model, specs, T);
-  const int64_t tokens_per_step = B * T * accum * world;
-
-  const double step_ms = median(ph.step);
-  const double tokens_per_s = double(tokens_per_step) / (step_ms / 1e3);
-  const double gflops = flops_per_token * tokens_per_s / 1e9;
-  const double peak = args["peak-gflops"].as<double>() > 0
-                          ? args["peak-gflops"].as<double>()
-                          : 1e3 * run_peak_tflops(cfg.device, *model);
-  const int64_t run_steps = cfg.train.steps;
-  const int64_t tel_steps = telemetry_steps(cfg.telemetry.every, run_steps);
-  const double tel_amortised = telemetry_ms * double(tel_steps) / double(run_steps);
+  const double ns_ms =
+      model.device() == Device::cpu ? dualize_ms(run.routes(), cfg.optim, comm, 3) : NAN;
   // A device-memory communicator only queues its collectives on the model's stream, so their
   // time is not separable from the compute around them (NaN → null).
-  const double comm_ms = comm->buffers() == Device::cpu ? median(ph.communication) : NAN;
-
+  const double comm_ms = comm.buffers() == Device::cpu ? median(m.communication) : NAN;
   nlohmann::json j = {
       {"tool", "muongpt"},
       {"config", cfg.file},
-      {"device", model->device()},
-      {"model_mib", double(model->memory_bytes()) / 1048576.0},
-      {"data", batches.random() ? "random" : "shards"},
+      {"device", model.describe()},
+      {"model_mib", double(model.memory_plan().total()) / 1048576.0},
+      {"memory", model.memory_plan().describe()},
+      {"data", run.random_data() ? "random" : "shards"},
       {"threads", cpu_threads()},
       {"world", world},
-      {"comm", std::string(comm->backend())},
+      {"comm", std::string(comm.backend())},
       {"gemm", gemm_uses_cblas() ? "cblas" : "loops"},
-      {"batch", B},
-      {"seq", T},
-      {"grad_accum", accum},
-      {"tokens_per_step", tokens_per_step},
-      {"warmup", warmup},
-      {"steps", steps},
-      {"params", n_total},
-      {"params_flop", n_flop},
-      {"flops_per_token", flops_per_token},
+      {"batch", cfg.data.batch_size},
+      {"seq", cfg.seq()},
+      {"grad_accum", cfg.data.grad_accum},
+      {"tokens_per_step", run.tokens_per_step()},
+      {"warmup", o.warmup},
+      {"steps", o.steps},
+      {"params", param_count(model.specs())},
+      {"params_flop", matmul_param_count(cfg.model, model.specs())},
+      {"flops_per_token", run.flops_per_token()},
       {"tokens_per_s", tokens_per_s},
       {"step_ms", step_ms},
-      {"step_ms_mean", mean(ph.step)},
-      {"data_ms", median(ph.data)},
-      {"forward_ms", median(ph.forward)},
-      {"backward_ms", median(ph.backward)},
-      {"optimizer_ms", median(ph.optimizer)},
+      {"step_ms_mean", mean(m.step)},
+      {"data_ms", median(m.data)},
+      {"forward_ms", median(m.forward)},
+      {"backward_ms", median(m.backward)},
+      {"reduce_ms", median(m.reduce)},
+      {"optimizer_ms", median(m.optimizer)},
       {"newton_schulz_ms", ns_ms},
-      {"other_ms", median(ph.other)},
+      {"other_ms", median(m.other)},
       {"communication_ms", comm_ms},
       {"telemetry_every", cfg.telemetry.every},
-      {"telemetry_ms", telemetry_ms},
-      {"telemetry_grams_ms", tel.grams},
-      {"telemetry_gradient_spectra_ms", tel.gradients},
-      {"telemetry_update_recording_ms", tel.recording},
-      {"telemetry_finish_ms", tel.finish},
+      {"telemetry_ms", m.telemetry()},
+      {"telemetry_grams_ms", m.grams},
+      {"telemetry_gradient_spectra_ms", m.gradient_spectra},
+      {"telemetry_update_recording_ms", m.update_recording},
+      {"telemetry_finish_ms", m.finish},
       {"telemetry_amortised_ms", tel_amortised},
       {"telemetry_frac", step_ms > 0 ? tel_amortised / (step_ms + tel_amortised) : 0.0},
       {"gflops_per_s", gflops},
       {"peak_rss_mib", peak_rss_mib()},
-      {"final_loss", last_loss}};
-  if (peak > 0) j["mfu"] = gflops / (peak * world);
-  if (!lead) return 0;
+      {"final_loss", m.losses.back()},
+      {"losses", m.losses}};
+  if (peak > 0) {
+    j["peak_gflops"] = peak;
+    j["mfu"] = gflops / (peak * world);
+  }
+  return j;
+}
 
-  if (!json_only) {
-    std::printf("bench: %s (%s data) on %s (%s), %d CPU threads, CPU GEMM %s\n", cfg.file.c_str(),
-                batches.random() ? "random" : "shard", model->device().c_str(),
-                model->describe_memory().c_str(), cpu_threads(),
-                gemm_uses_cblas() ? "CBLAS" : "loops");
-    if (world > 1)
-      std::printf("  %d ranks over %s; figures are rank 0's, tokens/s the job's\n", world,
-                  std::string(comm->backend()).c_str());
+void report(const nlohmann::json& j, const BenchOptions& o) {
+  auto ms = [&](const char* key) { return j[key].is_number() ? j[key].get<double>() : NAN; };
+  const int world = j["world"].get<int>();
+  const RunConfig& cfg = o.cfg;
+  std::printf("bench: %s (%s data) on %s (%s), %d CPU threads, CPU GEMM %s\n", cfg.file.c_str(),
+              j["data"].get<std::string>() == "random" ? "random" : "shard",
+              j["device"].get<std::string>().c_str(), j["memory"].get<std::string>().c_str(),
+              j["threads"].get<int>(), gemm_uses_cblas() ? "CBLAS" : "loops");
+  if (world > 1)
+    std::printf("  %d ranks over %s; figures are rank 0's, tokens/s the job's\n", world,
+                j["comm"].get<std::string>().c_str());
+  std::printf(
+      "  batch %lld x %lld x %lld micro-steps%s = %lld tokens/step; %lld warm-up + %lld timed "
+      "steps (medians)\n",
+      (long long)cfg.data.batch_size, (long long)cfg.seq(), (long long)cfg.data.grad_accum,
+      world > 1 ? (" x " + std::to_string(world) + " ranks").c_str() : "",
+      j["tokens_per_step"].get<long long>(), (long long)o.warmup, (long long)o.steps);
+  std::printf("  tokens/s     %10.0f\n", ms("tokens_per_s"));
+  std::printf("  step         %10.2f ms\n", ms("step_ms"));
+  std::printf("    data       %10.2f ms\n", ms("data_ms"));
+  std::printf("    forward    %10.2f ms\n", ms("forward_ms"));
+  std::printf("    backward   %10.2f ms\n", ms("backward_ms"));
+  if (std::isfinite(ms("newton_schulz_ms")))
+    std::printf("    optimizer  %10.2f ms  (Newton-Schulz, timed apart: %.2f ms)\n",
+                ms("optimizer_ms"), ms("newton_schulz_ms"));
+  else
+    std::printf("    optimizer  %10.2f ms\n", ms("optimizer_ms"));
+  std::printf("    other      %10.2f ms  (gradient %s %.2f ms, checks, zeroing)\n", ms("other_ms"),
+              world > 1 ? "sum over the ranks, norm and clipping" : "norm and clipping",
+              ms("reduce_ms"));
+  if (world > 1 && std::isfinite(ms("communication_ms")))
+    std::printf("  communication %9.2f ms  (collectives, in optimizer and other above)\n",
+                ms("communication_ms"));
+  else if (world > 1)
+    std::printf("  communication      n/a  (NCCL runs on the model's stream: not separable)\n");
+  if (cfg.telemetry.every > 0) {
     std::printf(
-        "  batch %lld x %lld x %lld micro-steps%s = %lld tokens/step; %lld warm-up + %lld timed "
-        "steps (medians)\n",
-        (long long)B, (long long)T, (long long)accum,
-        world > 1 ? (" x " + std::to_string(world) + " ranks").c_str() : "",
-        (long long)tokens_per_step, (long long)warmup, (long long)steps);
-    std::printf("  tokens/s     %10.0f\n", tokens_per_s);
-    std::printf("  step         %10.2f ms\n", step_ms);
-    std::printf("    data       %10.2f ms\n", median(ph.data));
-    std::printf("    forward    %10.2f ms\n", median(ph.forward));
-    std::printf("    backward   %10.2f ms\n", median(ph.backward));
-    if (on_cpu)
-      std::printf("    optimizer  %10.2f ms  (Newton-Schulz, timed apart: %.2f ms)\n",
-                  median(ph.optimizer), ns_ms);
-    else
-      std::printf("    optimizer  %10.2f ms\n", median(ph.optimizer));
-    std::printf("    other      %10.2f ms  (gradient %s, zeroing)\n", j["other_ms"].get<double>(),
-                world > 1 ? "sum over the ranks and norm" : "norm");
-    if (world > 1 && std::isfinite(comm_ms))
-      std::printf("  communication %9.2f ms  (collectives, in optimizer and other above)\n",
-                  comm_ms);
-    else if (world > 1)
-      std::printf("  communication      n/a  (NCCL runs on the model's stream: not separable)\n");
-    if (cfg.telemetry.every > 0)
-      std::printf(
-          "  telemetry    %10.2f ms per telemetry step; every %lld: %lld of %lld steps, "
-          "%.2f ms/step amortised (%.1f%% of run time)\n",
-          telemetry_ms, (long long)cfg.telemetry.every, (long long)tel_steps, (long long)run_steps,
-          tel_amortised, 100 * j["telemetry_frac"].get<double>());
-    if (cfg.telemetry.every > 0)
-      std::printf(
-          "    activation Grams %.2f ms, gradient spectra %.2f ms, update recording %.2f ms, "
-          "stable ranks and update spectra %.2f ms\n",
-          tel.grams, tel.gradients, tel.recording, tel.finish);
-    std::printf("  FLOP rate    %10.2f GFLOP/s (%.3g FLOP/token", gflops, flops_per_token);
-    if (peak > 0)
-      std::printf(", MFU %.1f%% of %d x %.0f GFLOP/s", 100 * gflops / (peak * world), world, peak);
-    std::printf(")\n  peak RSS     %10.1f MiB\n", peak_rss_mib());
+        "  telemetry    %10.2f ms per telemetry step; every %lld: %lld of %lld steps, "
+        "%.2f ms/step amortised (%.1f%% of run time)\n",
+        ms("telemetry_ms"), (long long)cfg.telemetry.every,
+        (long long)telemetry_steps(cfg.telemetry.every, cfg.train.steps),
+        (long long)cfg.train.steps, ms("telemetry_amortised_ms"), 100 * ms("telemetry_frac"));
+    std::printf(
+        "    activation Grams %.2f ms, gradient spectra %.2f ms, update recording %.2f ms, "
+        "stable ranks and update spectra %.2f ms\n",
+        ms("telemetry_grams_ms"), ms("telemetry_gradient_spectra_ms"),
+        ms("telemetry_update_recording_ms"), ms("telemetry_finish_ms"));
   }
-  if (json_only) {
+  std::printf("  FLOP rate    %10.2f GFLOP/s (%.3g FLOP/token", ms("gflops_per_s"),
+              ms("flops_per_token"));
+  if (j.contains("mfu"))
+    std::printf(", MFU %.1f%% of %d x %.0f GFLOP/s", 100 * ms("mfu"), world, ms("peak_gflops"));
+  std::printf(")\n  peak RSS     %10.1f MiB\n", ms("peak_rss_mib"));
+}
+
+void write_json(const nlohmann::json& j, const std::string& path) {
+  if (path == "-") {
     std::printf("%s\n", j.dump().c_str());
-  } else if (!json_path.empty()) {
-    std::ofstream f(json_path);
-    if (!f) fail(json_path, "cannot open for writing");
-    f << j.dump(2) << "\n";
-    if (!f) fail(json_path, "write failed");
+    return;
   }
+  std::ofstream f(path);
+  if (!f) fail(path, "cannot open for writing");
+  f << j.dump(2) << "\n";
+  if (!f) fail(path, "write failed");
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  const std::optional<BenchOptions> o = parse_options(argc, argv);
+  if (!o) return 0;
+  const RankInfo info = discover_ranks(o->ranks);
+  share_cpu_threads(info.local_world);
+  const std::unique_ptr<Comm> comm =
+      make_job_comm(info, o->cfg, resolve_backend(o->cfg.device.backend));
+  Training run(o->cfg, *comm,
+               {.local_rank = info.local_rank, .resume = "", .random_data = o->random_data});
+  const Measurement m = measure(run, *o, *comm);
+  const nlohmann::json j = figures(run, *o, m, *comm);
+  if (comm->rank() != 0) return 0;  // rank 0 reports
+  if (o->json_path != "-") report(j, *o);
+  if (!o->json_path.empty()) write_json(j, o->json_path);
   std::fflush(stdout);
-  for (const std::string& w : warnings) std::fprintf(stderr, "muongpt: warning: %s\n", w.c_str());
+  for (const std::string& w : run.warnings())
+    std::fprintf(stderr, "muongpt: warning: %s\n", w.c_str());
   return 0;
 }
 

@@ -6,6 +6,9 @@
 
 #include "core/comm.h"
 #include "core/error.h"
+#ifdef MUONGPT_HAVE_CUDA
+#include "train/spectra_cuda.h"
+#endif
 
 namespace muongpt {
 
@@ -22,6 +25,20 @@ std::pair<std::string, std::string> split_block(const std::string& name) {
   if (!name.starts_with("blocks.")) return {"", name};
   size_t dot = name.find('.', 7);
   return {name.substr(0, dot + 1), name.substr(dot + 1)};
+}
+
+// The linear algebra where the model lives: the GPU's takes every weight matrix's shape up front
+// (its scratch is planned once).
+std::unique_ptr<Spectra> make_spectra(const Model& model, const std::vector<int64_t>& widths) {
+  if (model.device() == Device::cpu) return make_cpu_spectra(widths);
+#ifdef MUONGPT_HAVE_CUDA
+  std::vector<std::pair<int64_t, int64_t>> matrices;
+  for (const ParamSpec& s : model.specs())
+    if (s.shape.size() == 2) matrices.emplace_back(s.shape[0], s.shape[1]);
+  return make_cuda_spectra(widths, matrices, model.stream());
+#else
+  fail("telemetry", "a GPU model in a build without CUDA");
+#endif
 }
 
 // JSON number, or null for values that are not finite (e.g. a ratio over a zero norm).
@@ -49,19 +66,19 @@ std::string alt_input_activation(const std::string& param) {
   return "";
 }
 
-RankTelemetry::RankTelemetry(TrainModel& model, int64_t every, Comm* comm, std::vector<int> owner)
+RankTelemetry::RankTelemetry(Model& model, int64_t every, Comm* comm, std::vector<int> owner)
     : every_(every), comm_(comm), owner_(std::move(owner)) {
   if (every <= 0) return;
   const ModelConfig& c = model.config();
   acts_.push_back({"embed_out", "embed_out", 0, c.d_model});
   for (int64_t l = 0; l < c.n_layer; ++l)
-    for (std::string_view kind : Gpt<float>::kBlockActivations)
+    for (std::string_view kind : Model::kBlockActivations)
       acts_.push_back({"blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind),
                        l, kind.starts_with("mlp_") && kind != "mlp_in" ? c.d_mlp() : c.d_model});
   acts_.push_back({"final_in", "final_in", 0, c.d_model});
   std::vector<int64_t> widths;
   for (const Act& a : acts_) widths.push_back(a.width);
-  spectra_ = model.make_spectra(widths);
+  spectra_ = make_spectra(model, widths);
   token_counts_.assign(static_cast<size_t>(c.vocab_size), 0.0);
 }
 
@@ -76,7 +93,7 @@ void RankTelemetry::begin() {
   seconds_ = 0;
 }
 
-void RankTelemetry::add_activations(TrainModel& model, const int32_t* idx, int64_t n_tokens) {
+void RankTelemetry::add_activations(Model& model, const int32_t* idx, int64_t n_tokens) {
   model.synchronize();  // so that the GPU's forward is not timed as telemetry, nor the Grams not
   const auto t0 = Clock::now();
   for (size_t k = 0; k < acts_.size(); ++k)
@@ -86,7 +103,7 @@ void RankTelemetry::add_activations(TrainModel& model, const int32_t* idx, int64
   seconds_ += seconds_since(t0);
 }
 
-void RankTelemetry::add_gradients(TrainModel& model) {
+void RankTelemetry::add_gradients(Model& model) {
   const auto t0 = Clock::now();
   const std::vector<ParamSlot> slots = model.param_slots();
   std::vector<size_t> which;
@@ -107,8 +124,7 @@ void RankTelemetry::add_gradients(TrainModel& model) {
 }
 
 nlohmann::json RankTelemetry::finish(
-    TrainModel& model, int64_t step,
-    const std::function<std::span<const float>(size_t)>& update_of) {
+    Model& model, int64_t step, const std::function<std::span<const float>(size_t)>& update_of) {
   const auto t0 = Clock::now();
   const int rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->world() : 1;
   if (world > 1) {  // every rank's tokens

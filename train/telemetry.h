@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "model/model.h"
 #include "train/spectra.h"
-#include "train/train_model.h"
 
 namespace muongpt {
 
@@ -37,18 +37,18 @@ class RankTelemetry {
   // rank owner[i] only (its Muon owner, say), activation k's by rank k mod world; the pieces are
   // gathered so that every rank returns the same record. The gradients must then be the averaged
   // ones on every rank (Optimizer::reduce_gradients(true)).
-  RankTelemetry(TrainModel& model, int64_t every, Comm* comm = nullptr,
-                std::vector<int> owner = {});
+  RankTelemetry(Model& model, int64_t every, Comm* comm = nullptr, std::vector<int> owner = {});
 
   // Bytes the telemetry holds where the model lives (0 when off).
   size_t memory_bytes() const { return spectra_ ? spectra_->memory_bytes() : 0; }
+  bool enabled() const { return every_ > 0; }
   bool due(int64_t step) const { return every_ > 0 && (step <= 2 || step % every_ == 0); }
   void begin();
-  void add_activations(TrainModel& model, const int32_t* idx, int64_t n_tokens);
-  void add_gradients(TrainModel& model);
+  void add_activations(Model& model, const int32_t* idx, int64_t n_tokens);
+  void add_gradients(Model& model);
   // update_of(i) is ΔW = W_after − W_before of parameter i in the step just taken, in the
   // model's memory (empty when not recorded); the parameters already hold W_after.
-  nlohmann::json finish(TrainModel& model, int64_t step,
+  nlohmann::json finish(Model& model, int64_t step,
                         const std::function<std::span<const float>(size_t)>& update_of);
 
  private:

@@ -1,8 +1,9 @@
-// The GPU model (model/gpt_cuda.h) against the CPU model Gpt<float> on the same weights and tokens:
-// loss, soft-capped logits, every activation the telemetry reads, the logits' gradient and every
-// parameter gradient; in fp32 mode (tight) and bf16 mode (a band). Also: micro-batches accumulate,
-// loss_scale scales, runs are bit-for-bit repeatable, the PyTorch fixtures, the initialisation, the
-// parameter slots, the memory plan, and the errors (bad ids, backward without forward, no GPU).
+// The GPU model (model/gpt_cuda.h, reached through tests/testing/gpu_model.h) against the CPU model
+// Gpt<float> on the same weights and tokens: loss, soft-capped logits, every activation the
+// telemetry reads, the logits' gradient and every parameter gradient; in fp32 mode (tight) and bf16
+// mode (a band). Also: micro-batches accumulate, loss_scale scales, runs are bit-for-bit
+// repeatable, the PyTorch fixtures, the initialisation, the parameter slots, the memory plan, and
+// the errors (bad ids, backward without forward, no GPU).
 //
 // Shapes: the tiny configs of the CPU gradient checks (2 layers, d 64, 2 heads of 32, V 96 in 128
 // rows; soft-cap 15, and soft-cap off with gains and 1/√dh), a 3-layer config with d 96 (3 heads),
@@ -56,16 +57,19 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "model/gpt.h"
-#include "model/gpt_cuda.h"
+#include "model/model.h"
 #include "model/ops/cross_entropy.h"
 #include "testing/cuda_testing.h"
+#include "testing/gpu_model.h"
 #include "testing/model_util.h"
 #include "testing/source_dir.h"
 
 namespace muongpt {
 namespace {
 
+#ifdef MUONGPT_HAVE_CUDA
 using testing::config_from_text;
+using testing::make_gpu_model;
 using testing::randomize_params;
 using FVec = std::vector<float>;
 
@@ -164,7 +168,7 @@ struct Pass {
 std::vector<std::pair<std::string, int64_t>> activation_names(const ModelConfig& cfg) {
   std::vector<std::pair<std::string, int64_t>> names = {{"embed_out", 0}, {"final_in", 0}};
   for (int64_t l = 0; l < cfg.n_layer; ++l)
-    for (std::string_view k : Gpt<float>::kBlockActivations) names.emplace_back(std::string(k), l);
+    for (std::string_view k : Model::kBlockActivations) names.emplace_back(std::string(k), l);
   return names;
 }
 
@@ -188,7 +192,7 @@ Pass run_cpu(Gpt<float>& m, const std::vector<int32_t>& idx, const std::vector<i
   return r;
 }
 
-Pass run_gpu(GptCuda& m, const std::vector<int32_t>& idx, const std::vector<int32_t>& tgt,
+Pass run_gpu(Model& m, const std::vector<int32_t>& idx, const std::vector<int32_t>& tgt,
              float loss_scale) {
   Pass r;
   const ModelConfig& c = m.config();
@@ -200,21 +204,21 @@ Pass run_gpu(GptCuda& m, const std::vector<int32_t>& idx, const std::vector<int3
   for (const auto& [kind, l] : activation_names(c)) {
     const Tensor a = m.activation(kind, l);
     FVec host(sz(a.numel()));
-    m.download(a, host.data());
+    testing::download(m, a, host.data());
     r.acts.emplace_back(kind + "." + std::to_string(l), std::move(host));
   }
   m.backward(loss_scale);
   FVec raw(sz(N * Vp));
-  m.download(m.logits(), raw.data());  // now the gradient [N, Vp]
+  testing::download(m, m.logits(), raw.data());  // now the gradient [N, Vp]
   r.dlogits.resize(sz(N * V));
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t j = 0; j < V; ++j) r.dlogits[sz(n * V + j)] = raw[sz(n * Vp + j)];
     for (int64_t j = V; j < Vp; ++j)
       EXPECT_EQ(raw[sz(n * Vp + j)], 0.f) << "padded logit column " << j << " of row " << n;
   }
-  r.grads.resize(sz(param_count(m.specs())));
-  m.grads_to_host(r.grads.data());
-  r.grad_norm = m.grad_norm();
+  const float* g = m.grads_host();
+  r.grads.assign(g, g + param_count(m.specs()));
+  r.grad_norm = testing::grad_norm(m);
   return r;
 }
 
@@ -222,13 +226,16 @@ Pass run_gpu(GptCuda& m, const std::vector<int32_t>& idx, const std::vector<int3
 // the same weights.
 struct Pair {
   Gpt<float> cpu;
-  GptCuda gpu;
+  std::unique_ptr<Model> gpu_model;
+  Model& gpu;
   Pair(const Case& c, Precision p, uint64_t seed, bool bf16_exact,
        Attention attention = Attention::straightforward)
-      : cpu(c.cfg, c.B, c.T), gpu(c.cfg, c.B, c.T, p, nullptr, attention) {
+      : cpu(c.cfg, c.B, c.T),
+        gpu_model(make_gpu_model(c.cfg, c.B, c.T, p, attention)),
+        gpu(*gpu_model) {
     randomize_params(cpu, seed);
     if (bf16_exact) round_to_bf16(cpu);
-    gpu.set_params_from_host(cpu.params_flat().data<float>());
+    gpu.set_params(cpu.params_flat().data<float>());
   }
 };
 
@@ -318,7 +325,8 @@ void check_fixture(const std::string& file, Precision p) {
   SafetensorsFile fx(testing::source_dir() + "/tests/fixtures/" + file);
   const ModelConfig cfg = config_from_text(fx.meta("config"));
   const int64_t B = std::stoll(fx.meta("B")), T = std::stoll(fx.meta("T"));
-  GptCuda model(cfg, B, T, p, nullptr);
+  const auto gpu = make_gpu_model(cfg, B, T, p);
+  Model& model = *gpu;
   FVec values(sz(param_count(model.specs())));
   int64_t off = 0;
   for (const ParamSpec& s : model.specs()) {
@@ -327,15 +335,14 @@ void check_fixture(const std::string& file, Precision p) {
     std::copy(v.begin(), v.end(), values.begin() + off);
     off += s.numel();
   }
-  model.set_params_from_host(values.data());
+  model.set_params(values.data());
   const auto idx = fx.read<int32_t>("idx"), targets = fx.read<int32_t>("targets");
   model.zero_grads();
   const double loss = model.forward(idx.data(), targets.data()), ref = fx.read<double>("loss")[0];
   const bool fp32 = p == Precision::fp32;
   EXPECT_LE(std::abs(loss - ref), (fp32 ? 1e-4 : 2e-2) * std::abs(ref)) << loss << " vs " << ref;
   model.backward();
-  FVec grads(values.size());
-  model.grads_to_host(grads.data());
+  const FVec grads(model.grads_host(), model.grads_host() + values.size());
   off = 0;
   for (const ParamSpec& s : model.specs()) {
     const auto r = fx.read<double>("grad." + s.name);
@@ -376,8 +383,8 @@ TEST(GptCuda, MicroBatchesAccumulateTheirGradients) {
     m.gpu.backward(0.5f);
     m.gpu.forward(b_idx.data(), b_tgt.data());
     m.gpu.backward(0.5f);
-    FVec acc(ga.size()), sum(ga.size());
-    m.gpu.grads_to_host(acc.data());
+    const FVec acc(m.gpu.grads_host(), m.gpu.grads_host() + ga.size());
+    FVec sum(ga.size());
     for (size_t i = 0; i < sum.size(); ++i) sum[i] = ga[i] + gb[i];
     int64_t off = 0;
     for (const ParamSpec& s : m.gpu.specs()) {
@@ -411,9 +418,10 @@ TEST(GptCuda, RepeatedRunsAreBitIdentical) {
     const int64_t N = c.B * c.T, V = c.cfg.vocab_size;
     Gpt<float> cpu(c.cfg, c.B, c.T);
     randomize_params(cpu, 5);
-    GptCuda gpu(c.cfg, c.B, c.T, p, a);  // its own stream
+    const auto model = make_gpu_model(c.cfg, c.B, c.T, p, a, /*own_stream=*/true);
+    Model& gpu = *model;
     EXPECT_NE(gpu.stream(), nullptr);
-    gpu.set_params_from_host(cpu.params_flat().data<float>());
+    gpu.set_params(cpu.params_flat().data<float>());
     const auto idx = tokens(N, V, 8), tgt = tokens(N, V, 9);
     const Pass r1 = run_gpu(gpu, idx, tgt, 1.f);
     const Pass r2 = run_gpu(gpu, idx, tgt, 1.f);
@@ -438,29 +446,29 @@ TEST(GptCuda, InitialisationAndWeightTransfersMatchTheCpuModel) {
   const float* want = cpu.params_flat().data<float>();
   for (Precision p : {Precision::fp32, Precision::bf16}) {
     SCOPED_TRACE(std::string(precision_name(p)));
-    GptCuda gpu(cfg, 2, 8, p, nullptr);
-    EXPECT_EQ(gpu.precision(), p);
+    const auto model = make_gpu_model(cfg, 2, 8, p);
+    Model& gpu = *model;
+    EXPECT_EQ(gpu.options().precision, p);
     gpu.init_params(42);
-    FVec got(sz(P));
-    gpu.params_to_host(got.data());
+    FVec got(gpu.params_host(), gpu.params_host() + P);
     EXPECT_EQ(std::memcmp(got.data(), want, sz(P) * sizeof(float)), 0) << "init differs from CPU";
 
     // Round trip of arbitrary (not bf16-exact) values, and the working copy.
     randomize_params(cpu, 3);
-    gpu.set_params_from_host(want);
-    gpu.params_to_host(got.data());
+    gpu.set_params(want);
+    got.assign(gpu.params_host(), gpu.params_host() + P);
     EXPECT_EQ(std::memcmp(got.data(), want, sz(P) * sizeof(float)), 0) << "round trip";
-    const Tensor work = gpu.working_flat();
+    const Tensor work = testing::working_flat(gpu);
     ASSERT_EQ(work.numel(), P);
     FVec w(sz(P));
-    gpu.download(work, w.data());
+    testing::download(gpu, work, w.data());
     if (p == Precision::bf16) {
       EXPECT_EQ(work.dtype(), DType::bf16);
       for (int64_t i = 0; i < P; ++i)
         ASSERT_EQ(w[sz(i)], bf16_to_float(float_to_bf16(want[i]))) << "working copy entry " << i;
     } else {
       EXPECT_EQ(work.dtype(), DType::f32);
-      EXPECT_EQ(work.raw(), gpu.params_flat().raw()) << "fp32 mode reads the masters";
+      EXPECT_EQ(work.raw(), testing::params_flat(gpu).raw()) << "fp32 mode reads the masters";
     }
     cpu.init_params(42);  // restore `want` for the next precision
   }
@@ -471,29 +479,29 @@ TEST(GptCuda, ParamSlotsPointIntoTheArena) {
   const ModelConfig cfg = odd_config();
   for (Precision p : {Precision::fp32, Precision::bf16}) {
     SCOPED_TRACE(std::string(precision_name(p)));
-    GptCuda gpu(cfg, 1, 4, p, nullptr);
+    const auto model = make_gpu_model(cfg, 1, 4, p);
+    Model& gpu = *model;
     const std::vector<ParamSpec> specs = param_specs(cfg);
-    const std::vector<ParamSlot> slots = gpu.param_slots_cuda();
+    const std::vector<ParamSlot> slots = gpu.param_slots();
     ASSERT_EQ(slots.size(), specs.size());
     int64_t off = 0;
     for (size_t i = 0; i < slots.size(); ++i) {
       EXPECT_EQ(slots[i].name, specs[i].name);
       EXPECT_EQ(slots[i].shape, specs[i].shape);
       EXPECT_EQ(slots[i].device, Device::cuda);
-      EXPECT_EQ(gpu.find(specs[i].name), int(i));
-      EXPECT_EQ(slots[i].value, gpu.params_flat().data<float>() + off);
-      EXPECT_EQ(slots[i].grad, gpu.grads_flat().data<float>() + off);
-      EXPECT_EQ(static_cast<void*>(slots[i].value), gpu.param(i).raw());
-      EXPECT_EQ(static_cast<void*>(slots[i].grad), gpu.grad(i).raw());
-      EXPECT_EQ(gpu.param(i).shape_str(), specs[i].shape_str());
+      EXPECT_EQ(find_param(gpu.specs(), specs[i].name), int(i));
+      EXPECT_EQ(slots[i].value, testing::params_flat(gpu).data<float>() + off);
+      EXPECT_EQ(slots[i].grad, testing::grads_flat(gpu).data<float>() + off);
+      EXPECT_EQ(slots[i].stream, gpu.stream());
       if (p == Precision::bf16)
-        EXPECT_EQ(static_cast<void*>(slots[i].working_bf16),
-                  static_cast<void*>(static_cast<uint16_t*>(gpu.working_flat().raw()) + off));
+        EXPECT_EQ(
+            static_cast<void*>(slots[i].working_bf16),
+            static_cast<void*>(static_cast<uint16_t*>(testing::working_flat(gpu).raw()) + off));
       else
         EXPECT_EQ(slots[i].working_bf16, nullptr);
       off += specs[i].numel();
     }
-    EXPECT_EQ(gpu.find("no.such.weight"), -1);
+    EXPECT_EQ(find_param(gpu.specs(), "no.such.weight"), -1);
   }
 }
 
@@ -503,9 +511,8 @@ TEST(GptCuda, MemoryPlanAddsUp) {
   const int64_t B = 3, T = 37, N = B * T, P = param_count(param_specs(cfg));
   for (Precision p : {Precision::fp32, Precision::bf16}) {
     SCOPED_TRACE(std::string(precision_name(p)));
-    GptCuda gpu(cfg, B, T, p, nullptr);
-    const GpuMemory& m = gpu.memory();
-    EXPECT_EQ(m.total(), gpu.arena_bytes());
+    const auto gpu = make_gpu_model(cfg, B, T, p);
+    const MemoryPlan& m = gpu->memory_plan();  // its parts adding up is checked by the model
     EXPECT_EQ(m.params, sz(P) * 4);
     EXPECT_GE(m.grads, sz(P) * 4);
     EXPECT_LT(m.grads, sz(P) * 4 + 256);  // + alignment
@@ -521,7 +528,7 @@ TEST(GptCuda, MemoryPlanAddsUp) {
               sz(cfg.n_layer) * elem *
                   (sz(B) * H * sz(T) * sz(T) + 3 * sz(N * cfg.d_model) + 2 * sz(N * cfg.d_mlp())));
     EXPECT_GE(m.scratch, sizeof(float) * sz(B) * H * sz(T) * sz(T));  // the fp32 scores
-    EXPECT_NE(gpu.describe_memory().find("GPU arena"), std::string::npos);
+    EXPECT_NE(m.describe().find("GPU arena"), std::string::npos);
   }
 }
 
@@ -532,10 +539,10 @@ TEST(GptCuda, FlashAttentionNeedsNoQuadraticMemory) {
   const ModelConfig cfg = flash_config();
   const int64_t B = 3, T = 130;
   const size_t H = sz(cfg.n_head()), rows = sz(B) * H * sz(T), quadratic = rows * sz(T);
-  GptCuda plain(cfg, B, T, Precision::bf16, nullptr, Attention::straightforward);
-  GptCuda flash(cfg, B, T, Precision::bf16, nullptr, Attention::flash);
-  EXPECT_EQ(flash.attention(), Attention::flash);
-  const GpuMemory &p = plain.memory(), &f = flash.memory();
+  const auto plain = make_gpu_model(cfg, B, T, Precision::bf16, Attention::straightforward);
+  const auto flash = make_gpu_model(cfg, B, T, Precision::bf16, Attention::flash);
+  EXPECT_EQ(flash->options().attention, Attention::flash);
+  const MemoryPlan &p = plain->memory_plan(), &f = flash->memory_plan();
   EXPECT_EQ(f.params + f.grads + f.working, p.params + p.grads + p.working);
   EXPECT_LE(f.activations + sz(cfg.n_layer) * 2 * quadratic,
             p.activations + sz(cfg.n_layer) * 4 * rows + 4096);
@@ -547,7 +554,8 @@ TEST(GptCuda, FlashAttentionNeedsNoQuadraticMemory) {
 TEST(GptCuda, RejectsBadIdsAndMisorderedCalls) {
   MG_REQUIRE_GPU();
   const ModelConfig cfg = testing::tiny_config();
-  GptCuda gpu(cfg, 2, 5, Precision::bf16, nullptr);
+  const auto model = make_gpu_model(cfg, 2, 5, Precision::bf16);
+  Model& gpu = *model;
   gpu.init_params(1);
   const int64_t N = 10, V = cfg.vocab_size;
   auto idx = tokens(N, V, 1), tgt = tokens(N, V, 2);
@@ -577,22 +585,23 @@ TEST(GptCuda, RejectsBadIdsAndMisorderedCalls) {
   EXPECT_THROW(gpu.activation("attn_in", 2), Error);
   EXPECT_THROW(gpu.activation("no_such_activation", 0), Error);
   EXPECT_EQ(gpu.activation("mlp_pre", 1).size(1), cfg.d_mlp());
-  EXPECT_THROW(GptCuda(cfg, 1, cfg.seq_len + 1, Precision::fp32, nullptr), Error);
-  EXPECT_THROW(GptCuda(cfg, 0, 4, Precision::fp32, nullptr), Error);
+  EXPECT_THROW(make_gpu_model(cfg, 1, cfg.seq_len + 1, Precision::fp32), Error);
+  EXPECT_THROW(make_gpu_model(cfg, 0, 4, Precision::fp32), Error);
   EXPECT_EQ(precision_from_name("bf16", "x"), Precision::bf16);
   EXPECT_THROW(precision_from_name("fp16", "x"), Error);
   EXPECT_EQ(attention_from_name("flash", "x"), Attention::flash);
   EXPECT_THROW(attention_from_name("fused", "x"), Error);
   // Flash attention: bf16 only, head dims 64 and 128 (tiny_config has 32).
-  EXPECT_THROW(GptCuda(flash_config(), 1, 4, Precision::fp32, nullptr, Attention::flash), Error);
-  EXPECT_THROW(GptCuda(cfg, 1, 4, Precision::bf16, nullptr, Attention::flash), Error);
+  EXPECT_THROW(make_gpu_model(flash_config(), 1, 4, Precision::fp32, Attention::flash), Error);
+  EXPECT_THROW(make_gpu_model(cfg, 1, 4, Precision::bf16, Attention::flash), Error);
 }
+#endif  // MUONGPT_HAVE_CUDA
 
-// Runs (and passes) on machines without a GPU: the constructor says what is missing.
+// Runs (and passes) on machines without a GPU: the factory says what is missing.
 TEST(GptCuda, WithoutAGpuTheConstructorSaysSo) {
   if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is present";
   try {
-    GptCuda gpu(testing::tiny_config(), 1, 4, Precision::bf16);
+    make_model(testing::tiny_config(), 1, 4, {.backend = Backend::cuda});
     ADD_FAILURE() << "constructed a GPU model without a GPU";
   } catch (const Error& e) {
     const std::string what = e.what();

@@ -132,6 +132,25 @@ TEST_F(TrainerTest, WritesTheRunDirectoryAndLearns) {
   EXPECT_NE(r.out.find("already holds checkpoints"), std::string::npos) << r.out;
 }
 
+// `muongpt bench` runs the trainer's own step (clipping and checks included), so on the same
+// config and seed it produces the same losses, step for step: one warm-up step, three timed ones
+// and the two telemetry steps it times.
+TEST_F(TrainerTest, BenchRunsTheSameStepsAsTraining) {
+  const std::string clip = "--set train.clip=0.5";  // clipping is part of the step
+  Result r = run(train("same", clip));
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::vector<double> trained = losses("same");
+  ASSERT_EQ(trained.size(), 6u);
+  r = run("bench --config " + config_ + " " + clip + " --warmup 1 --steps 3 --json -");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_EQ(j["data"], "shards");
+  const std::vector<double> benched = j["losses"].get<std::vector<double>>();
+  EXPECT_EQ(benched, trained);
+  EXPECT_EQ(j["final_loss"].get<double>(), trained.back());
+  EXPECT_GT(j["reduce_ms"].get<double>(), 0.0);
+}
+
 // With [device] peak_tflops, every logged step has its MFU: the FLOP count of docs/bench.md times
 // tokens/s over the peak; the console shows it too.
 TEST_F(TrainerTest, MfuAgainstTheGivenPeak) {

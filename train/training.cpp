@@ -1,0 +1,295 @@
+#include "train/training.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "optim/schedule.h"
+#include "train/checkpoint.h"
+#include "train/fault.h"
+#include "train/job.h"
+
+namespace muongpt {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(Clock::now().time_since_epoch()).count();
+}
+
+constexpr const char* kStopped = "; stopping (the last checkpoint is intact)";
+
+// Brackets a phase for the hooks (none: nothing happens).
+class InPhase {
+ public:
+  InPhase(StepHooks* hooks, Phase p) : hooks_(hooks), p_(p) {
+    if (hooks_) hooks_->begin(p_);
+  }
+  ~InPhase() {
+    if (hooks_) hooks_->end(p_);
+  }
+  InPhase(const InPhase&) = delete;
+  InPhase& operator=(const InPhase&) = delete;
+
+ private:
+  StepHooks* hooks_;
+  Phase p_;
+};
+
+}  // namespace
+
+std::string_view phase_name(Phase p) {
+  static constexpr std::string_view kNames[kPhases] = {"data",   "forward",   "backward",
+                                                       "reduce", "optimizer", "telemetry"};
+  return kNames[size_t(p)];
+}
+
+void PhaseTimer::begin(Phase) {
+  model_.synchronize();
+  t0_ = now_ms();
+}
+
+void PhaseTimer::end(Phase p) {
+  model_.synchronize();
+  const double ms = now_ms() - t0_;
+  ms_[size_t(p)] += ms;
+  calls_.emplace_back(p, ms);
+}
+
+void PhaseTimer::reset() {
+  ms_.fill(0);
+  calls_.clear();
+}
+
+std::string resolve_backend(const std::string& backend) {
+  if (backend != "auto") return backend;
+  return built_with_cuda() && cuda_device_count() > 0 ? "cuda" : "cpu";
+}
+
+ModelOptions model_options(const RunConfig& cfg, int local_rank) {
+  ModelOptions o;
+  if (resolve_backend(cfg.device.backend) == "cpu") return o;
+  o.backend = Backend::cuda;
+  o.precision = precision_from_name(cfg.device.precision, cfg.file + ": [device] precision");
+  o.attention = attention_from_name(cfg.device.attention, cfg.file + ": [device] attention");
+  if (!built_with_cuda())
+    fail(cfg.file, "[device] backend = \"cuda\": this muongpt was built without CUDA support");
+  if (cuda_device_count() == 0)
+    fail(cfg.file, "[device] backend = \"cuda\" but no GPU is visible (", describe_devices(), ")");
+  o.gpu = local_rank % cuda_device_count();
+  return o;
+}
+
+Training::Training(const RunConfig& cfg, Comm& comm, const TrainingOptions& options)
+    : cfg_(cfg),
+      comm_(comm),
+      B_(cfg.data.batch_size),
+      T_(cfg.seq()),
+      accum_(cfg.data.grad_accum),
+      model_(make_model(cfg.model, B_, T_, model_options(cfg, options.local_rank))),
+      routes_(resolve_routing(model_->specs(), cfg.optim, cfg.file, &warnings_)),
+      optimizer_(Optimizer::create(routes_, model_->param_slots(), cfg.optim,
+                                   comm.world() > 1 ? &comm : nullptr)),
+      rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())),
+      telemetry_(*model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world())),
+      flops_per_token_(train_flops_per_token(cfg.model, model_->specs(), T_)),
+      peak_tflops_(cfg.device.peak_tflops > 0 ? cfg.device.peak_tflops : model_->peak_tflops()),
+      windows_(B_ * (T_ + 1)),
+      idx_(B_ * T_),
+      tgt_(B_ * T_) {
+  if (!options.random_data) {
+    if (cfg.data.train.empty())
+      fail(cfg.file, "[data] train is empty; give shards or use bench --random-data");
+    loader_.emplace(
+        LoaderOptions{.pattern = cfg.data.train,
+                      .batch = B_,
+                      .seq = T_,
+                      .rank = comm.rank(),
+                      .world = comm.world(),
+                      .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
+                      .seed = static_cast<uint64_t>(cfg.run.seed)});
+  }
+  if (!cfg.data.val.empty())
+    val_.emplace(cfg.data.val, cfg.data.val_tokens, B_, T_, comm.rank(), comm.world());
+  model_->init_params(static_cast<uint64_t>(cfg.run.seed));
+  if (cfg.telemetry.every > 0) {  // the ΔW buffers now, not inside step 1
+    optimizer_->set_record_updates(true);
+    optimizer_->set_record_updates(false);
+  }
+  if (options.resume.empty()) return;
+  const std::string& dir = options.resume;
+  Checkpoint ck(dir);
+  check_same_model(ck.model_config(), cfg.model, dir);
+  model_->set_params(ck.weights(cfg.model).data());
+  optimizer_->load_state(ck.optimizer(), ck.state().value("optimizer", nlohmann::json()), dir);
+  if (loader_) loader_->restore(LoaderPosition::from_json(ck.state().at("loader"), dir));
+  step_ = ck.state().at("step").get<int64_t>();
+  tokens_ = ck.state().at("tokens").get<int64_t>();
+}
+
+void Training::next_batch() {
+  if (loader_) {
+    loader_->next(windows_.data());
+  } else {
+    for (int32_t& t : windows_) t = int32_t(rng_.below(uint64_t(cfg_.model.vocab_size)));
+  }
+  split_windows(windows_.data(), B_, T_, idx_.data(), tgt_.data());
+}
+
+StepResult Training::step(StepHooks* hooks, bool telemetry) {
+  const auto t0 = Clock::now();
+  const double comm_s0 = comm_.collective_seconds();
+  const int64_t step = ++step_;
+  const std::string dir = cfg_.run_dir();
+  const bool measured = telemetry_.enabled() && (telemetry || telemetry_.due(step));
+  StepResult r;
+  if (measured) telemetry_.begin();
+  optimizer_->set_record_updates(measured);
+  model_->zero_grads();
+  for (int64_t micro = 0; micro < accum_; ++micro) {
+    {
+      InPhase p(hooks, Phase::data);
+      next_batch();
+    }
+    {
+      InPhase p(hooks, Phase::forward);
+      r.loss += model_->forward(idx_.data(), tgt_.data()) / double(accum_);
+    }
+    if (measured) {
+      InPhase p(hooks, Phase::telemetry);
+      telemetry_.add_activations(*model_, idx_.data(), B_ * T_);
+    }
+    InPhase p(hooks, Phase::backward);
+    model_->backward(1.0f / float(accum_));
+  }
+  {
+    InPhase p(hooks, Phase::reduce);
+    r.loss = comm_.sum(r.loss) / comm_.world();
+    if (!std::isfinite(r.loss))
+      fail(dir, "step ", step, ": the loss is ", std::isnan(r.loss) ? "NaN" : "infinite", kStopped);
+    r.grad_norm = optimizer_->reduce_gradients(measured);
+    if (!std::isfinite(r.grad_norm)) {
+      const std::string bad = model_->first_nonfinite(true);
+      fail(dir, "step ", step, ": non-finite gradient", bad.empty() ? "" : " in " + bad, kStopped);
+    }
+  }
+  if (measured) {
+    InPhase p(hooks, Phase::telemetry);
+    telemetry_.add_gradients(*model_);
+  }
+  {
+    InPhase p(hooks, Phase::reduce);
+    if (cfg_.train.clip > 0 && r.grad_norm > cfg_.train.clip)
+      model_->scale_grads(float(cfg_.train.clip / r.grad_norm));
+  }
+  {
+    InPhase p(hooks, Phase::optimizer);
+    r.lr_scale = lr_multiplier(cfg_.schedule, step - 1, cfg_.train.steps);
+    optimizer_->step(step - 1, r.lr_scale);
+    if (std::string bad = model_->first_nonfinite(false); !bad.empty())
+      fail(dir, "step ", step, ": the update made ", bad, " non-finite", kStopped);
+  }
+  fault_point("step", step);
+  tokens_ += tokens_per_step();
+  if (measured) {
+    InPhase p(hooks, Phase::telemetry);
+    r.telemetry =
+        telemetry_.finish(*model_, step, [&](size_t i) { return optimizer_->last_update(i); });
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.comm_s = comm_.collective_seconds() - comm_s0;
+  return r;
+}
+
+double Training::evaluate() {
+  if (!val_) return NAN;
+  double total = 0;
+  for (int64_t i = 0; i < val_->num_batches(); ++i) {
+    val_->batch(i, windows_.data());
+    split_windows(windows_.data(), B_, T_, idx_.data(), tgt_.data());
+    total += model_->forward(idx_.data(), tgt_.data());
+  }
+  return comm_.sum(total) / double(val_->num_batches() * comm_.world());
+}
+
+bool Training::evaluation_due(bool last) const {
+  const int64_t every = cfg_.train.eval_every;
+  return val_.has_value() && (last || (every > 0 && step_ % every == 0));
+}
+
+bool Training::checkpoint_due(bool last) const {
+  const int64_t every = cfg_.train.checkpoint_every;
+  return last || (every > 0 && step_ % every == 0);
+}
+
+bool Training::log_due(bool last) const {
+  return last || step_ % cfg_.train.log_every == 0;
+}
+
+std::string Training::save_checkpoint() {
+  std::vector<SafetensorsTensor> optimizer_state = optimizer_->state_tensors();
+  if (comm_.rank() != 0) return "";
+  nlohmann::json state = {
+      {"tokens", tokens_}, {"optimizer", optimizer_->state_json()}, {"seed", cfg_.run.seed}};
+  if (loader_) state["loader"] = loader_->position().to_json();
+  return muongpt::save_checkpoint(cfg_.run_dir(), step_, model_->specs(), model_->params_host(),
+                                  {std::move(optimizer_state), std::move(state), cfg_.to_toml()},
+                                  cfg_.train.keep_checkpoints);
+}
+
+int64_t Training::tokens_per_step() const {
+  return B_ * T_ * accum_ * comm_.world();
+}
+
+double Training::mfu(double seconds) const {
+  if (!(peak_tflops_ > 0)) return NAN;
+  return flops_per_token_ * double(tokens_per_step()) / seconds /
+         (peak_tflops_ * 1e12 * comm_.world());
+}
+
+nlohmann::json Training::metrics(const StepResult& r, double val_loss) const {
+  nlohmann::json rec = {{"step", step_},
+                        {"tokens", tokens_},
+                        {"train_loss", r.loss},
+                        {"lr", r.lr_scale},
+                        {"grad_norm", r.grad_norm},
+                        {"tokens_per_s", double(tokens_per_step()) / r.seconds},
+                        {"step_ms", r.seconds * 1e3},
+                        {"mem_bytes", model_->memory_plan().total()}};
+  if (std::isfinite(val_loss)) rec["val_loss"] = val_loss;
+  if (!r.telemetry.is_null()) rec["telemetry_s"] = r.telemetry_s();
+  if (const double m = mfu(r.seconds); std::isfinite(m)) rec["mfu"] = m;
+  // NCCL only queues its collectives on the model's stream: their time is not measurable here.
+  if (comm_.world() > 1 && comm_.buffers() == Device::cpu) rec["comm_ms"] = r.comm_s * 1e3;
+  return rec;
+}
+
+std::string Training::describe() const {
+  char buf[768];
+  const std::string peak = [&] {
+    if (!(peak_tflops_ > 0)) return std::string();
+    char p[64];
+    std::snprintf(p, sizeof p, "; MFU against %g TFLOP/s per device", peak_tflops_);
+    return std::string(p);
+  }();
+  std::snprintf(
+      buf, sizeof buf,
+      "model: %lld parameters on %s, %s; optimizer %.1f MiB, telemetry %.1f MiB; batch %lld x "
+      "%lld tokens x %lld micro-steps x %d ranks = %lld tokens/step; %s%s",
+      (long long)param_count(model_->specs()), model_->describe().c_str(),
+      model_->memory_plan().describe().c_str(), optimizer_->memory_bytes() / 1048576.0,
+      telemetry_.memory_bytes() / 1048576.0, (long long)B_, (long long)T_, (long long)accum_,
+      comm_.world(), (long long)tokens_per_step(),
+      loader_ ? (std::to_string(loader_->files().size()) + " train shards, " +
+                 std::to_string(loader_->total_tokens()) + " tokens")
+                    .c_str()
+              : "random token ids",
+      peak.c_str());
+  return buf;
+}
+
+}  // namespace muongpt
