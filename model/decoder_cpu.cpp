@@ -2,11 +2,11 @@
 
 #include "core/error.h"
 #include "model/decoder.h"
+#include "model/mlp.h"
 #include "model/model.h"
 #include "model/ops/attention.h"
 #include "model/ops/cross_entropy.h"
 #include "model/ops/linear.h"
-#include "model/ops/relu2.h"
 #include "model/ops/rmsnorm.h"
 #include "model/ops/rope.h"
 
@@ -23,7 +23,7 @@ GptDecoder::GptDecoder(const ModelConfig& cfg, const float* params, int64_t max_
   rope_tables(rope_cos_.data(), rope_sin_.data(), max_len, dh, cfg.rope_base);
   k_cache_.resize(L * max_len * d);
   v_cache_.resize(L * max_len * d);
-  for (auto* v : {&x_, &a_, &q_, &k_, &v_, &y_, &mid_}) v->resize(d);
+  for (auto* v : {&x_, &a_, &q_, &k_, &y_, &mid_}) v->resize(d);
   h_.resize(cfg.d_mlp());
   b_.resize(cfg.d_mlp());
   logits_.resize(cfg.vocab_size);
@@ -32,8 +32,8 @@ GptDecoder::GptDecoder(const ModelConfig& cfg, const float* params, int64_t max_
 }
 
 const float* GptDecoder::push(int32_t token) {
-  const int64_t d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head, F = cfg_.d_mlp(),
-                V = cfg_.vocab_size, t = len_;
+  const int64_t d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head, V = cfg_.vocab_size,
+                t = len_;
   const float eps = float(cfg_.norm_eps), scale = float(cfg_.attention_scale()),
               cap = float(cfg_.softcap);
   if (t >= max_len_) fail("decoder", "context is full (", max_len_, " tokens)");
@@ -41,17 +41,17 @@ const float* GptDecoder::push(int32_t token) {
   const float* cos_t = rope_cos_.data() + t * dh / 2;
   const float* sin_t = rope_sin_.data() + t * dh / 2;
 
-  rmsnorm_row_forward(x_.data(), w_.embed + int64_t(token) * d, (const float*)nullptr, d, eps);
+  rmsnorm_forward(x_.data(), rstd_.data(), w_.embed + int64_t(token) * d, 1, d, eps);  // [d]
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const BlockWeights<float>& w = w_.blocks[l];
     float* kc = k_cache_.data() + l * max_len_ * d;  // [max_len, d]
     float* vc = v_cache_.data() + l * max_len_ * d;
-    rmsnorm_row_forward(a_.data(), x_.data(), w.attn_norm, d, eps);
-    linear_forward(q_.data(), a_.data(), w.wq, (const float*)nullptr, 1, d, d);
-    linear_forward(k_.data(), a_.data(), w.wk, (const float*)nullptr, 1, d, d);
-    linear_forward(vc + t * d, a_.data(), w.wv, (const float*)nullptr, 1, d, d);
-    rmsnorm_forward(q_.data(), rstd_.data(), q_.data(), (const float*)nullptr, H, dh, eps);
-    rmsnorm_forward(kc + t * d, rstd_.data(), k_.data(), (const float*)nullptr, H, dh, eps);
+    rmsnorm_forward(a_.data(), rstd_.data(), x_.data(), w.attn_norm, 1, d, eps);  // [d]
+    linear(q_.data(), a_.data(), w.wq, 1, d, d);
+    linear(k_.data(), a_.data(), w.wk, 1, d, d);
+    linear(vc + t * d, a_.data(), w.wv, 1, d, d);
+    rmsnorm_forward(q_.data(), rstd_.data(), q_.data(), H, dh, eps);  // QK-norm [H, dh]
+    rmsnorm_forward(kc + t * d, rstd_.data(), k_.data(), H, dh, eps);
     for (int64_t h = 0; h < H; ++h) {
       rope_row(q_.data() + h * dh, cos_t, sin_t, dh / 2, 1.0f);
       rope_row(kc + t * d + h * dh, cos_t, sin_t, dh / 2, 1.0f);
@@ -66,14 +66,12 @@ const float* GptDecoder::push(int32_t token) {
       for (int64_t u = 0; u <= t; ++u)
         for (int64_t j = 0; j < dh; ++j) y[j] += scores_[u] * vc[u * d + h * dh + j];
     }
-    linear_forward(mid_.data(), y_.data(), w.wo, x_.data(), 1, d, d);
-    rmsnorm_row_forward(a_.data(), mid_.data(), w.mlp_norm, d, eps);
-    linear_forward(h_.data(), a_.data(), w.w1, (const float*)nullptr, 1, d, F);
-    relu2_forward(b_.data(), h_.data(), F);
-    linear_forward(x_.data(), b_.data(), w.w2, mid_.data(), 1, F, d);
+    linear_add(mid_.data(), x_.data(), y_.data(), w.wo, 1, d, d);  // x + y·woᵀ [d]
+    mlp_forward(x_.data(), mid_.data(), {a_.data(), rstd_.data(), h_.data(), b_.data()}, w, cfg_,
+                1);  // the model's MLP sublayer, one row
   }
-  rmsnorm_row_forward(a_.data(), x_.data(), w_.final_norm, d, eps);
-  linear_forward(logits_.data(), a_.data(), w_.head, (const float*)nullptr, 1, d, V);
+  rmsnorm_forward(a_.data(), rstd_.data(), x_.data(), w_.final_norm, 1, d, eps);
+  linear(logits_.data(), a_.data(), w_.head, 1, d, V);
   for (float& z : logits_) z = softcap(z, cap);
   ++len_;
   return logits_.data();

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/mlp.h"
 #include "model/model.h"
 #include "model/params.h"
 
@@ -74,6 +75,7 @@ class Gpt {
     T* mlp_rstd;         // [N]
     T* mlp_pre;          // [N, F]
     T* mlp_act;          // [N, F]    relu(mlp_pre)²: feeds w2
+    MlpActs<T> mlp() const { return {mlp_in, mlp_rstd, mlp_pre, mlp_act}; }
   };
 
   void layout(Arena& arena);

@@ -8,7 +8,6 @@
 #include "model/ops/cross_entropy.h"
 #include "model/ops/embedding.h"
 #include "model/ops/linear.h"
-#include "model/ops/relu2.h"
 #include "model/ops/rmsnorm.h"
 #include "model/ops/rope.h"
 
@@ -122,44 +121,43 @@ Tensor Gpt<T>::activation(std::string_view kind, int64_t layer) const {
   return Tensor(const_cast<T*>(p), dtype_of<T>(), {N, width});
 }
 
+// The forward of DESIGN.md section 2, one op per line; N = B·T rows, H heads of dh.
 template <typename T>
 T Gpt<T>::forward(const int32_t* idx, const int32_t* targets) {
   const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
-                F = cfg_.d_mlp(), V = cfg_.vocab_size, L = cfg_.n_layer;
+                V = cfg_.vocab_size, L = cfg_.n_layer;
   const T eps = T(cfg_.norm_eps), scale = T(cfg_.attention_scale()), cap = T(cfg_.softcap);
   check_token_ids(idx, targets, N, V);
   std::copy(idx, idx + N, idx_);
   std::copy(targets, targets + N, targets_);
 
-  embedding_forward(embed_raw_, w_.embed, idx_, N, d);
-  rmsnorm_forward(resid_[0], embed_rstd_, embed_raw_, (const T*)nullptr, N, d, eps);
+  embedding_forward(embed_raw_, w_.embed, idx_, N, d);             // [N, d]
+  rmsnorm_forward(resid_[0], embed_rstd_, embed_raw_, N, d, eps);  // x0 [N, d]
   for (int64_t l = 0; l < L; ++l) {
     const Block& w = w_.blocks[l];
     LayerActs& a = acts_[l];
-    rmsnorm_forward(a.attn_in, a.attn_rstd, resid_[l], w.attn_norm, N, d, eps);
-    linear_forward(a.q, a.attn_in, w.wq, (const T*)nullptr, N, d, d);
-    linear_forward(a.k, a.attn_in, w.wk, (const T*)nullptr, N, d, d);
-    linear_forward(a.v, a.attn_in, w.wv, (const T*)nullptr, N, d, d);
-    rmsnorm_forward(a.q_rot, a.q_rstd, a.q, (const T*)nullptr, N * H, dh, eps);  // QK-norm
-    rmsnorm_forward(a.k_rot, a.k_rstd, a.k, (const T*)nullptr, N * H, dh, eps);
-    rope_forward(a.q_rot, rope_cos_, rope_sin_, B_, T_, H, dh);
-    rope_forward(a.k_rot, rope_cos_, rope_sin_, B_, T_, H, dh);
-    attention_forward(a.attn_out, a.probs, a.q_rot, a.k_rot, a.v, B_, T_, H, dh, scale);
-    linear_forward(a.x_mid, a.attn_out, w.wo, resid_[l], N, d, d);  // x + y·woᵀ
-    rmsnorm_forward(a.mlp_in, a.mlp_rstd, a.x_mid, w.mlp_norm, N, d, eps);
-    linear_forward(a.mlp_pre, a.mlp_in, w.w1, (const T*)nullptr, N, d, F);
-    relu2_forward(a.mlp_act, a.mlp_pre, N * F);
-    linear_forward(resid_[l + 1], a.mlp_act, w.w2, a.x_mid, N, F, d);  // x + b·w2ᵀ
+    rmsnorm_forward(a.attn_in, a.attn_rstd, resid_[l], w.attn_norm, N, d, eps);  // [N, d]
+    linear(a.q, a.attn_in, w.wq, N, d, d);                                       // [N, d]
+    linear(a.k, a.attn_in, w.wk, N, d, d);                                       // [N, d]
+    linear(a.v, a.attn_in, w.wv, N, d, d);                                       // [N, d]
+    rmsnorm_forward(a.q_rot, a.q_rstd, a.q, N * H, dh, eps);     // QK-norm [N·H, dh]
+    rmsnorm_forward(a.k_rot, a.k_rstd, a.k, N * H, dh, eps);     // [N·H, dh]
+    rope_forward(a.q_rot, rope_cos_, rope_sin_, B_, T_, H, dh);  // [B, T, H, dh]
+    rope_forward(a.k_rot, rope_cos_, rope_sin_, B_, T_, H, dh);  // [B, T, H, dh]
+    attention_forward(a.attn_out, a.probs, a.q_rot, a.k_rot, a.v, B_, T_, H, dh, scale);  // [N, d]
+    linear_add(a.x_mid, resid_[l], a.attn_out, w.wo, N, d, d);  // x + y·woᵀ [N, d]
+    mlp_forward(resid_[l + 1], a.x_mid, a.mlp(), w, cfg_, N);   // x + MLP(x) [N, d]
   }
-  rmsnorm_forward(final_in_, final_rstd_, resid_[L], w_.final_norm, N, d, eps);
-  linear_forward(logits_, final_in_, w_.head, (const T*)nullptr, N, d, V);  // first V rows only
+  rmsnorm_forward(final_in_, final_rstd_, resid_[L], w_.final_norm, N, d, eps);  // [N, d]
+  linear(logits_, final_in_, w_.head, N, d, V);  // [N, V]: the first V rows of the head
   return softcap_cross_entropy_forward(logits_, lse_, targets_, N, V, cap);
 }
 
+// The forward's ops in reverse; dx_ carries d(residual stream) down the blocks.
 template <typename T>
 void Gpt<T>::backward(T loss_scale) {
   const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
-                F = cfg_.d_mlp(), V = cfg_.vocab_size, L = cfg_.n_layer;
+                V = cfg_.vocab_size, L = cfg_.n_layer;
   const T scale = T(cfg_.attention_scale()), cap = T(cfg_.softcap);
 
   softcap_cross_entropy_backward(logits_, lse_, targets_, N, V, cap, loss_scale);  // → dlogits
@@ -169,23 +167,20 @@ void Gpt<T>::backward(T loss_scale) {
     const Block& w = w_.blocks[l];
     const Block& g = g_.blocks[l];
     const LayerActs& a = acts_[l];
-    linear_backward(dh_, g.w2, dx_, a.mlp_act, w.w2, N, F, d, false);
-    relu2_backward(dh_, dh_, a.mlp_pre, N * F);
-    linear_backward(da_, g.w1, dh_, a.mlp_in, w.w1, N, d, F, false);
-    rmsnorm_backward(dx_, g.mlp_norm, da_, a.x_mid, w.mlp_norm, a.mlp_rstd, N, d, true);
-    linear_backward(dy_, g.wo, dx_, a.attn_out, w.wo, N, d, d, false);  // dx_ = d(x_mid)
+    mlp_backward(dx_, g, a.x_mid, a.mlp(), w, cfg_, N, dh_, da_);       // dx_ = d(x_mid)
+    linear_backward(dy_, g.wo, dx_, a.attn_out, w.wo, N, d, d, false);  // d(attn_out) [N, d]
     attention_backward(dq_, dk_, dv_, dscores_, dy_, a.probs, a.q_rot, a.k_rot, a.v, B_, T_, H, dh,
                        scale);
     rope_backward(dq_, rope_cos_, rope_sin_, B_, T_, H, dh);
     rope_backward(dk_, rope_cos_, rope_sin_, B_, T_, H, dh);
-    rmsnorm_backward(dq_, (T*)nullptr, dq_, a.q, (const T*)nullptr, a.q_rstd, N * H, dh, false);
-    rmsnorm_backward(dk_, (T*)nullptr, dk_, a.k, (const T*)nullptr, a.k_rstd, N * H, dh, false);
-    linear_backward(da_, g.wq, dq_, a.attn_in, w.wq, N, d, d, false);
-    linear_backward(da_, g.wk, dk_, a.attn_in, w.wk, N, d, d, true);
-    linear_backward(da_, g.wv, dv_, a.attn_in, w.wv, N, d, d, true);
+    rmsnorm_backward(dq_, dq_, a.q, a.q_rstd, N * H, dh);  // QK-norm, in place
+    rmsnorm_backward(dk_, dk_, a.k, a.k_rstd, N * H, dh);
+    linear_backward(da_, g.wq, dq_, a.attn_in, w.wq, N, d, d, false);  // d(attn_in) [N, d]
+    linear_backward(da_, g.wk, dk_, a.attn_in, w.wk, N, d, d, true);   // (+=)
+    linear_backward(da_, g.wv, dv_, a.attn_in, w.wv, N, d, d, true);   // (+=)
     rmsnorm_backward(dx_, g.attn_norm, da_, resid_[l], w.attn_norm, a.attn_rstd, N, d, true);
   }
-  rmsnorm_backward(dx_, (T*)nullptr, dx_, embed_raw_, (const T*)nullptr, embed_rstd_, N, d, false);
+  rmsnorm_backward(dx_, dx_, embed_raw_, embed_rstd_, N, d);  // d(embedding rows), in place
   embedding_backward(g_.embed, dx_, idx_, N, d);
 }
 

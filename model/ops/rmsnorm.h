@@ -58,11 +58,22 @@ MG_HD void rmsnorm_row_backward(T* dx, T* dg, const T* dy, const T* x, const T* 
 // y, x: [rows, n]; g: [n] or null; rstd: [rows] (written).
 template <typename T>
 void rmsnorm_forward(T* y, T* rstd, const T* x, const T* g, int64_t rows, int64_t n, T eps);
+// Without a gain (the embedding's norm, QK-norm).
+template <typename T>
+void rmsnorm_forward(T* y, T* rstd, const T* x, int64_t rows, int64_t n, T eps) {
+  rmsnorm_forward(y, rstd, x, static_cast<const T*>(nullptr), rows, n, eps);
+}
 
 // dx: [rows, n] (written, or added to when accumulate); dg: [n] accumulated, or null.
 template <typename T>
 void rmsnorm_backward(T* dx, T* dg, const T* dy, const T* x, const T* g, const T* rstd,
                       int64_t rows, int64_t n, bool accumulate);
+// Without a gain, dx written (it may alias dy).
+template <typename T>
+void rmsnorm_backward(T* dx, const T* dy, const T* x, const T* rstd, int64_t rows, int64_t n) {
+  rmsnorm_backward(dx, static_cast<T*>(nullptr), dy, x, static_cast<const T*>(nullptr), rstd, rows,
+                   n, false);
+}
 
 // ---- CUDA (rmsnorm.cu): T = float or __nv_bfloat16 storage, fp32 arithmetic and statistics. All
 // pointers are device memory; calls are asynchronous on `stream`. One warp per row.

@@ -1,0 +1,37 @@
+#include "model/mlp.h"
+
+#include "model/ops/linear.h"
+#include "model/ops/relu2.h"
+#include "model/ops/rmsnorm.h"
+
+namespace muongpt {
+
+template <typename T>
+void mlp_forward(T* y, const T* x, const MlpActs<T>& a, const BlockWeights<T>& w,
+                 const ModelConfig& cfg, int64_t N) {
+  const int64_t d = cfg.d_model, F = cfg.d_mlp();
+  rmsnorm_forward(a.in, a.rstd, x, w.mlp_norm, N, d, T(cfg.norm_eps));  // [N, d]
+  linear(a.pre, a.in, w.w1, N, d, F);                                   // [N, F]
+  relu2_forward(a.act, a.pre, N * F);                                   // [N, F]
+  linear_add(y, x, a.act, w.w2, N, F, d);                               // x + b·w2ᵀ [N, d]
+}
+
+template <typename T>
+void mlp_backward(T* dx, const BlockWeights<T>& g, const T* x, const MlpActs<T>& a,
+                  const BlockWeights<T>& w, const ModelConfig& cfg, int64_t N, T* dh, T* da) {
+  const int64_t d = cfg.d_model, F = cfg.d_mlp();
+  linear_backward(dh, g.w2, dx, a.act, w.w2, N, F, d, false);               // d(b) [N, F]
+  relu2_backward(dh, dh, a.pre, N * F);                                     // d(h)
+  linear_backward(da, g.w1, dh, a.in, w.w1, N, d, F, false);                // d(m) [N, d]
+  rmsnorm_backward(dx, g.mlp_norm, da, x, w.mlp_norm, a.rstd, N, d, true);  // += d(x)
+}
+
+#define MG_INSTANTIATE(T)                                                                \
+  template void mlp_forward<T>(T*, const T*, const MlpActs<T>&, const BlockWeights<T>&,  \
+                               const ModelConfig&, int64_t);                             \
+  template void mlp_backward<T>(T*, const BlockWeights<T>&, const T*, const MlpActs<T>&, \
+                                const BlockWeights<T>&, const ModelConfig&, int64_t, T*, T*);
+MG_INSTANTIATE(float)
+MG_INSTANTIATE(double)
+
+}  // namespace muongpt
