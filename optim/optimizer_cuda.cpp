@@ -69,128 +69,10 @@ class CudaOptimizer final : public Optimizer {
         precision_(options.ns_precision.value_or(default_ns_precision(slots))),
         dualizer_(options.stream) {
     if (comm_) comm_->set_stream(stream_);  // collectives ordered with our kernels
-    DualizerSpec ns_default;
-    ns_default.coeffs = parse_ns_coeffs(cfg.muon.ns_coeffs, "optim", "[optim.muon] ns_coeffs");
-    ns_default.ns_steps = static_cast<int>(cfg.muon.ns_steps);
-    ns_default.ns_eps = cfg.muon.ns_eps;
-
-    std::map<std::tuple<std::vector<int64_t>, std::string>, size_t> group_of;
-    for (size_t i = 0; i < routes.size(); ++i) {
-      const ParamSlot& s = slots[i];
-      for (const void* ptr : {static_cast<const void*>(s.value), static_cast<const void*>(s.grad),
-                              static_cast<const void*>(s.working_bf16)})
-        if (ptr && !is_device_pointer(ptr))
-          fail("optim", "parameter '", s.name,
-               "' is marked as on the GPU but its value, gradient or working copy is not device "
-               "memory");
-      Param p;
-      p.slot = s;
-      p.muon = routes[i].optimizer == "muon";
-      p.n = s.numel();
-      const ShardSegment mine = plan_.segment(i, rank_);  // one rank: every element
-      p.lo = mine.begin;
-      p.hi = mine.end;
-      p.delta_offset = total_numel_;
-      total_numel_ += p.n;
-      if (p.muon && p.hi > p.lo) {  // a Muon matrix this rank owns
-        const auto key = std::make_tuple(routes[i].shape, routes[i].dualizer);
-        auto [it, fresh] = group_of.try_emplace(key, groups_.size());
-        if (fresh) {
-          Group g;
-          g.spec = parse_dualizer(routes[i].dualizer, ns_default, "optim",
-                                  "parameter '" + routes[i].name + "'");
-          g.rows = routes[i].shape[0];
-          g.cols = routes[i].shape[1];
-          groups_.push_back(g);
-        }
-        p.group = it->second;
-        groups_[it->second].members.push_back(i);
-      }
-      params_.push_back(std::move(p));
-    }
-
-    int64_t scratch = 0;  // Muon u/O scratch, elements: the largest group
-    for (Group& g : groups_) {
-      g.count = int64_t(g.members.size());
-      if (g.rows * g.cols == 0) continue;
-      scratch = std::max(scratch, g.count * g.rows * g.cols);
-      g.ws_bytes = dualizer_.workspace_bytes(g.spec, g.count, g.rows, g.cols, precision_);
-      ws_bytes_ = std::max(ws_bytes_, g.ws_bytes);
-    }
-
-    // The single allocation. The layout runs twice (count, then carve); it must be
-    // deterministic.
-    const int64_t n_params = int64_t(params_.size());
-    arena_ = plan_arena(Device::cuda, [&](Arena& a) {
-      for (Param& p : params_) {
-        const size_t bytes = size_t(p.hi - p.lo) * sizeof(float);
-        if (p.muon) {
-          p.buf = static_cast<float*>(a.alloc_bytes(bytes));  // owner only
-        } else {
-          p.m = static_cast<float*>(a.alloc_bytes(bytes));
-          p.v = static_cast<float*>(a.alloc_bytes(bytes));
-        }
-      }
-      for (Group& g : groups_)
-        g.table = static_cast<MuonMember*>(a.alloc_bytes(size_t(g.count) * sizeof(MuonMember)));
-      u_ = static_cast<float*>(a.alloc_bytes(size_t(scratch) * sizeof(float)));
-      ws_ = a.alloc_bytes(ws_bytes_);
-      grad_segs_ =
-          static_cast<SquaresSegment*>(a.alloc_bytes(size_t(n_params) * sizeof(SquaresSegment)));
-      grad_partials_ = static_cast<double*>(
-          a.alloc_bytes(size_t(n_params) * kSquaresMaxChunks * sizeof(double)));
-      grad_sums_ = static_cast<double*>(a.alloc_bytes(size_t(n_params) * sizeof(double)));
-      if (world_ > 1) {
-        blocks_ = static_cast<float*>(a.alloc_bytes(size_t(plan_.count * world_) * sizeof(float)));
-        own_block_ = static_cast<float*>(a.alloc_bytes(size_t(plan_.count) * sizeof(float)));
-        size_t all = 0;
-        for (const auto& segs : plan_.by_rank) all += segs.size();
-        const size_t own = plan_.by_rank[size_t(rank_)].size();
-        for (auto [list, n] : {std::pair{&grads_out_, all},
-                               {&grads_in_, own},
-                               {&grads_in_all_, all},
-                               {&values_out_, own},
-                               {&values_in_, all - own}})
-          list->table = static_cast<SegmentCopy*>(a.alloc_bytes(n * sizeof(SegmentCopy)));
-      }
-    });
-
-    // The tables the kernels read, written once.
-    for (Group& g : groups_) {
-      std::vector<MuonMember> table;
-      for (size_t i : g.members) {
-        const Param& p = params_[i];
-        table.push_back({p.slot.grad, p.buf, p.slot.value, p.slot.working_bf16, p.delta_offset,
-                         routes[i].lr, routes[i].wd, routes[i].scale});
-      }
-      MG_CUDA(cudaMemcpy(g.table, table.data(), table.size() * sizeof(MuonMember),
-                         cudaMemcpyHostToDevice));
-    }
-    std::vector<SquaresSegment> segs;
-    for (const Param& p : params_) segs.push_back({p.slot.grad + p.lo, p.hi - p.lo});
-    if (!segs.empty())
-      MG_CUDA(cudaMemcpy(grad_segs_, segs.data(), segs.size() * sizeof(SquaresSegment),
-                         cudaMemcpyHostToDevice));
-    sums_host_.assign(params_.size(), 0.0);
-    if (world_ > 1) {
-      const std::vector<ShardTensors> t = shard_tensors();
-      upload_copies(grads_out_, gradients_to_blocks(plan_, t, blocks_));
-      upload_copies(grads_in_, gradients_from_blocks(plan_, t, own_block_, rank_));
-      upload_copies(grads_in_all_, gradients_from_blocks(plan_, t, blocks_, -1));
-      upload_copies(values_out_, values_to_block(plan_, t, rank_, own_block_));
-      upload_copies(values_in_, values_from_blocks(plan_, t, blocks_, rank_));
-    }
-    // The arena was zeroed and the tables written on the legacy default stream; `stream` may not
-    // be ordered after it.
-    MG_CUDA(cudaDeviceSynchronize());
-
-    // Warm-up on the zero scratch: creates the GEMM plans, cuBLASLt/cuSOLVER workspaces and
-    // checks the eigensolver once; dualize(0) = 0, so the scratch stays zero.
-    for (const Group& g : groups_)
-      if (g.rows * g.cols > 0)
-        dualizer_.dualize_batch(g.spec, u_, u_, g.count, g.rows, g.cols, precision_, ws_,
-                                g.ws_bytes);
-    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+    group_matrices(routes, slots, cfg.muon);
+    allocate(size_workspaces());
+    upload_tables(routes);
+    warm_up_dualizers();
   }
   // The communicator outlives us, the stream may not: its collectives go back to the default.
   ~CudaOptimizer() override {
@@ -334,6 +216,150 @@ class CudaOptimizer final : public Optimizer {
     MuonMember* table = nullptr;  // [count], device
     size_t ws_bytes = 0;
   };
+
+  // The constructor's phases, in order.
+
+  // params_ and groups_: each parameter's element range on this rank, and the Muon matrices it
+  // owns grouped by (shape, dualizer) in order of first appearance.
+  void group_matrices(const std::vector<Route>& routes, const std::vector<ParamSlot>& slots,
+                      const MuonConfig& muon) {
+    DualizerSpec ns_default;
+    ns_default.coeffs = parse_ns_coeffs(muon.ns_coeffs, "optim", "[optim.muon] ns_coeffs");
+    ns_default.ns_steps = static_cast<int>(muon.ns_steps);
+    ns_default.ns_eps = muon.ns_eps;
+
+    std::map<std::tuple<std::vector<int64_t>, std::string>, size_t> group_of;
+    for (size_t i = 0; i < routes.size(); ++i) {
+      const ParamSlot& s = slots[i];
+      check_on_device(s);
+      Param p;
+      p.slot = s;
+      p.muon = routes[i].optimizer == "muon";
+      p.n = s.numel();
+      const ShardSegment mine = plan_.segment(i, rank_);  // one rank: every element
+      p.lo = mine.begin;
+      p.hi = mine.end;
+      p.delta_offset = total_numel_;
+      total_numel_ += p.n;
+      if (p.muon && p.hi > p.lo) {  // a Muon matrix this rank owns
+        const auto key = std::make_tuple(routes[i].shape, routes[i].dualizer);
+        auto [it, fresh] = group_of.try_emplace(key, groups_.size());
+        if (fresh) {
+          Group g;
+          g.spec = parse_dualizer(routes[i].dualizer, ns_default, "optim",
+                                  "parameter '" + routes[i].name + "'");
+          g.rows = routes[i].shape[0];
+          g.cols = routes[i].shape[1];
+          groups_.push_back(g);
+        }
+        p.group = it->second;
+        groups_[it->second].members.push_back(i);
+      }
+      params_.push_back(std::move(p));
+    }
+  }
+
+  static void check_on_device(const ParamSlot& s) {
+    for (const void* ptr : {static_cast<const void*>(s.value), static_cast<const void*>(s.grad),
+                            static_cast<const void*>(s.working_bf16)})
+      if (ptr && !is_device_pointer(ptr))
+        fail("optim", "parameter '", s.name,
+             "' is marked as on the GPU but its value, gradient or working copy is not device "
+             "memory");
+  }
+
+  // Each group's member count and dualizer workspace, and ws_bytes_ (the largest); returns the
+  // Muon u/O scratch in elements (the largest group).
+  int64_t size_workspaces() {
+    int64_t scratch = 0;
+    for (Group& g : groups_) {
+      g.count = int64_t(g.members.size());
+      if (g.rows * g.cols == 0) continue;
+      scratch = std::max(scratch, g.count * g.rows * g.cols);
+      g.ws_bytes = dualizer_.workspace_bytes(g.spec, g.count, g.rows, g.cols, precision_);
+      ws_bytes_ = std::max(ws_bytes_, g.ws_bytes);
+    }
+    return scratch;
+  }
+
+  // The single allocation. The layout runs twice (count, then carve); it must be deterministic.
+  void allocate(int64_t scratch) {
+    const int64_t n_params = int64_t(params_.size());
+    arena_ = plan_arena(Device::cuda, [&](Arena& a) {
+      for (Param& p : params_) {
+        const size_t bytes = size_t(p.hi - p.lo) * sizeof(float);
+        if (p.muon) {
+          p.buf = static_cast<float*>(a.alloc_bytes(bytes));  // owner only
+        } else {
+          p.m = static_cast<float*>(a.alloc_bytes(bytes));
+          p.v = static_cast<float*>(a.alloc_bytes(bytes));
+        }
+      }
+      for (Group& g : groups_)
+        g.table = static_cast<MuonMember*>(a.alloc_bytes(size_t(g.count) * sizeof(MuonMember)));
+      u_ = static_cast<float*>(a.alloc_bytes(size_t(scratch) * sizeof(float)));
+      ws_ = a.alloc_bytes(ws_bytes_);
+      grad_segs_ =
+          static_cast<SquaresSegment*>(a.alloc_bytes(size_t(n_params) * sizeof(SquaresSegment)));
+      grad_partials_ = static_cast<double*>(
+          a.alloc_bytes(size_t(n_params) * kSquaresMaxChunks * sizeof(double)));
+      grad_sums_ = static_cast<double*>(a.alloc_bytes(size_t(n_params) * sizeof(double)));
+      if (world_ > 1) {
+        blocks_ = static_cast<float*>(a.alloc_bytes(size_t(plan_.count * world_) * sizeof(float)));
+        own_block_ = static_cast<float*>(a.alloc_bytes(size_t(plan_.count) * sizeof(float)));
+        size_t all = 0;
+        for (const auto& segs : plan_.by_rank) all += segs.size();
+        const size_t own = plan_.by_rank[size_t(rank_)].size();
+        for (auto [list, n] : {std::pair{&grads_out_, all},
+                               {&grads_in_, own},
+                               {&grads_in_all_, all},
+                               {&values_out_, own},
+                               {&values_in_, all - own}})
+          list->table = static_cast<SegmentCopy*>(a.alloc_bytes(n * sizeof(SegmentCopy)));
+      }
+    });
+  }
+
+  // The tables the kernels read, written once.
+  void upload_tables(const std::vector<Route>& routes) {
+    for (Group& g : groups_) {
+      std::vector<MuonMember> table;
+      for (size_t i : g.members) {
+        const Param& p = params_[i];
+        table.push_back({p.slot.grad, p.buf, p.slot.value, p.slot.working_bf16, p.delta_offset,
+                         routes[i].lr, routes[i].wd, routes[i].scale});
+      }
+      MG_CUDA(cudaMemcpy(g.table, table.data(), table.size() * sizeof(MuonMember),
+                         cudaMemcpyHostToDevice));
+    }
+    std::vector<SquaresSegment> segs;
+    for (const Param& p : params_) segs.push_back({p.slot.grad + p.lo, p.hi - p.lo});
+    if (!segs.empty())
+      MG_CUDA(cudaMemcpy(grad_segs_, segs.data(), segs.size() * sizeof(SquaresSegment),
+                         cudaMemcpyHostToDevice));
+    sums_host_.assign(params_.size(), 0.0);
+    if (world_ > 1) {
+      const std::vector<ShardTensors> t = shard_tensors();
+      upload_copies(grads_out_, gradients_to_blocks(plan_, t, blocks_));
+      upload_copies(grads_in_, gradients_from_blocks(plan_, t, own_block_, rank_));
+      upload_copies(grads_in_all_, gradients_from_blocks(plan_, t, blocks_, -1));
+      upload_copies(values_out_, values_to_block(plan_, t, rank_, own_block_));
+      upload_copies(values_in_, values_from_blocks(plan_, t, blocks_, rank_));
+    }
+    // The arena was zeroed and the tables written on the legacy default stream; `stream` may not
+    // be ordered after it.
+    MG_CUDA(cudaDeviceSynchronize());
+  }
+
+  // Warm-up on the zero scratch: creates the GEMM plans, cuBLASLt/cuSOLVER workspaces and
+  // checks the eigensolver once; dualize(0) = 0, so the scratch stays zero.
+  void warm_up_dualizers() {
+    for (const Group& g : groups_)
+      if (g.rows * g.cols > 0)
+        dualizer_.dualize_batch(g.spec, u_, u_, g.count, g.rows, g.cols, precision_, ws_,
+                                g.ws_bytes);
+    MG_CUDA(cudaStreamSynchronize(as_cuda(stream_)));
+  }
 
   static StateParam state_param(const Param& p) { return {p.slot.name, p.slot.shape, p.muon}; }
 

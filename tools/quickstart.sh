@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The quickstart, end to end on a CPU-only machine: build, fetch the GPT-2 vocabulary, build the
-# demo corpus, train configs/quickstart.toml for a few minutes with rank telemetry on, then
-# plot the telemetry and sample from the model. Re-running continues where it stopped (the
-# vocabulary, corpus and build are reused; a finished run is retrained only with --fresh).
+# The quickstart, end to end on a CPU-only machine: install the missing packages and fetch the
+# GPT-2 vocabulary (tools/setup.sh), build, build the demo corpus, train configs/quickstart.toml
+# for a few minutes with rank telemetry on, then plot the telemetry and sample from the model.
+# Re-running continues where it stopped (the vocabulary, corpus and build are reused; a finished
+# run is retrained only with --fresh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,14 +12,14 @@ fresh=0
 run_dir=runs/quickstart
 say() { printf '\n== %s\n' "$*"; }
 
+say "prerequisites (tools/setup.sh)"
+MUONGPT_VOCAB=.cache/gpt2.tiktoken MUONGPT_REQUIRE_VOCAB=1 bash tools/setup.sh
+
 say "build"
 if [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
 cmake --preset default >/dev/null
 cmake --build --preset default -j "$(nproc)" --target muongpt >/dev/null
 bin=./build/muongpt
-
-say "vocabulary"
-bash tools/fetch_vocab.sh .cache/gpt2.tiktoken
 
 say "demo corpus"
 if ! ls .cache/demo/demo_train_*.bin >/dev/null 2>&1; then

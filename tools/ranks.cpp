@@ -13,6 +13,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -158,9 +159,16 @@ void print_csv(const std::vector<const json*>& records) {
   }
 }
 
-}  // namespace
+// The command line. --step stays text until the records are read, so that a missing run is
+// reported first.
+struct RanksOptions {
+  std::string run;
+  std::optional<std::string> step;
+  bool csv = false;
+};
 
-int cmd_ranks(int argc, char** argv) {
+// The options, or nothing after printing --help.
+std::optional<RanksOptions> parse_ranks_options(int argc, char** argv) {
   cxxopts::Options opts("muongpt ranks",
                         "Per-block rank telemetry of a run: activation stable ranks st(A), "
                         "gradient nuclear ranks nr(G), and their ratio (latest record, with the "
@@ -175,47 +183,38 @@ int cmd_ranks(int argc, char** argv) {
   auto args = opts.parse(argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
-    return 0;
+    return std::nullopt;
   }
   if (!args.count("run")) fail("ranks", "RUN_DIR is required (see --help)");
-  const std::string run = args["run"].as<std::string>();
-  if (!std::filesystem::is_directory(run)) fail(run, "not a run directory");
-  const auto records = read_records((std::filesystem::path(run) / "ranks.jsonl").string());
-  const auto routing = read_routing((std::filesystem::path(run) / "routing.tsv").string());
-  const json& first = records.front();
-  const json* chosen = &records.back();
-  if (args.count("step")) {
-    const std::string text = args["step"].as<std::string>();
-    long long want = -1;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), want);
-    if (ec != std::errc() || end != text.data() + text.size() || want < 0)
-      fail("--step", "expected a step number, got '", text, "'");
-    auto it = std::find_if(records.begin(), records.end(),
-                           [&](const json& r) { return r["step"].get<long long>() == want; });
-    if (it == records.end()) {
-      std::string steps;
-      for (const json& r : records)
-        steps += (steps.empty() ? "" : ", ") + std::to_string(r["step"].get<long long>());
-      fail(run, "has no telemetry record at step ", want, " (records at steps ", steps, ")");
-    }
-    chosen = &*it;
-  }
-  if (args.count("csv")) {
-    std::vector<const json*> rows;
-    for (const json& r : records)
-      if (!args.count("step") || &r == chosen) rows.push_back(&r);
-    print_csv(rows);
-    return 0;
-  }
-  const json& last = *chosen;
+  RanksOptions o;
+  o.run = args["run"].as<std::string>();
+  if (args.count("step")) o.step = args["step"].as<std::string>();
+  o.csv = args.count("csv") > 0;
+  return o;
+}
 
-  const bool latest = &last == &records.back();
-  const std::string shown =
-      latest ? "latest" : "step " + std::to_string(last["step"].get<long long>());
-  std::printf("%s: %zu telemetry records, steps %lld..%lld; %s over %.0f tokens (%.2f s)\n\n",
-              run.c_str(), records.size(), first["step"].get<long long>(),
-              records.back()["step"].get<long long>(), shown.c_str(), get(last, {"tokens"}),
-              get(last, {"seconds"}));
+// The record of step `step_text`; an error listing the recorded steps when there is none.
+const json& record_at_step(const std::vector<json>& records, const std::string& step_text,
+                           const std::string& run) {
+  long long want = -1;
+  const auto [end, ec] =
+      std::from_chars(step_text.data(), step_text.data() + step_text.size(), want);
+  if (ec != std::errc() || end != step_text.data() + step_text.size() || want < 0)
+    fail("--step", "expected a step number, got '", step_text, "'");
+  auto it = std::find_if(records.begin(), records.end(),
+                         [&](const json& r) { return r["step"].get<long long>() == want; });
+  if (it == records.end()) {
+    std::string steps;
+    for (const json& r : records)
+      steps += (steps.empty() ? "" : ", ") + std::to_string(r["step"].get<long long>());
+    fail(run, "has no telemetry record at step ", want, " (records at steps ", steps, ")");
+  }
+  return *it;
+}
+
+// Each activation's st(A), from its first value to `last`'s.
+void print_activation_trends(const std::vector<json>& records, const json& last,
+                             const std::string& shown) {
   std::printf("activation stable rank st(A), first -> %s\n", shown.c_str());
   std::printf(
       "  %-22s %s\n", "tokens (1/p_max)",
@@ -228,7 +227,12 @@ int cmd_ranks(int argc, char** argv) {
                       get(last, {"act", key.c_str(), "st"}))
                     .c_str());
   }
+}
 
+// One row per weight of `last`, marked where nr(G) >= st(A), and the count of marked rows.
+void print_weight_rows(const std::vector<json>& records, const json& last,
+                       const std::map<std::string, std::string>& routing,
+                       const std::string& shown) {
   std::printf("\n%-22s %-18s %-18s %8s %8s %7s %8s  %s\n", "weight", "optimizer", "input A",
               "st(A)", "nr(G)", "nr/st", "upd st", ("nr(G) first -> " + shown).c_str());
   int marked = 0, total = 0;
@@ -252,6 +256,39 @@ int cmd_ranks(int argc, char** argv) {
       "\n* nr(G) >= st(A): a spectral (Muon) update is predicted to beat a Euclidean one "
       "(%d of %d weights)\n",
       marked, total);
+}
+
+// The table for the record `last`, with the trends since the first record.
+void print_table(const std::string& run, const std::vector<json>& records, const json& last,
+                 const std::map<std::string, std::string>& routing) {
+  const bool latest = &last == &records.back();
+  const std::string shown =
+      latest ? "latest" : "step " + std::to_string(last["step"].get<long long>());
+  std::printf("%s: %zu telemetry records, steps %lld..%lld; %s over %.0f tokens (%.2f s)\n\n",
+              run.c_str(), records.size(), records.front()["step"].get<long long>(),
+              records.back()["step"].get<long long>(), shown.c_str(), get(last, {"tokens"}),
+              get(last, {"seconds"}));
+  print_activation_trends(records, last, shown);
+  print_weight_rows(records, last, routing, shown);
+}
+
+}  // namespace
+
+int cmd_ranks(int argc, char** argv) {
+  const std::optional<RanksOptions> o = parse_ranks_options(argc, argv);
+  if (!o) return 0;  // --help
+  if (!std::filesystem::is_directory(o->run)) fail(o->run, "not a run directory");
+  const auto records = read_records((std::filesystem::path(o->run) / "ranks.jsonl").string());
+  const auto routing = read_routing((std::filesystem::path(o->run) / "routing.tsv").string());
+  const json& chosen = o->step ? record_at_step(records, *o->step, o->run) : records.back();
+  if (o->csv) {
+    std::vector<const json*> rows;
+    for (const json& r : records)
+      if (!o->step || &r == &chosen) rows.push_back(&r);
+    print_csv(rows);
+    return 0;
+  }
+  print_table(o->run, records, chosen, routing);
   return 0;
 }
 

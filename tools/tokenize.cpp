@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "core/error.h"
@@ -290,9 +291,16 @@ class Pool {
   std::vector<std::thread> workers_;
 };
 
-}  // namespace
+// The command line, checked.
+struct TokenizeOptions {
+  std::string vocab, dir, prefix;
+  int64_t shard_tokens = 0, val_tokens = 0;
+  int threads = 1;
+  bool force = false;
+  std::vector<std::string> inputs;
+};
 
-int cmd_tokenize(int argc, char** argv) {
+cxxopts::Options tokenize_cli() {
   cxxopts::Options opts(
       "muongpt tokenize",
       "Tokenize text into GPT-2 token shards (FineWeb format). Each INPUT is a .txt file (one "
@@ -313,32 +321,44 @@ int cmd_tokenize(int argc, char** argv) {
       "h,help", "show this help")("inputs", "input files",
                                   cxxopts::value<std::vector<std::string>>());
   opts.parse_positional({"inputs"});
+  return opts;
+}
+
+// The options, or nothing after printing --help.
+std::optional<TokenizeOptions> parse_tokenize_options(int argc, char** argv) {
+  cxxopts::Options opts = tokenize_cli();
   auto args = opts.parse(argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
-    return 0;
+    return std::nullopt;
   }
   if (!args.count("vocab")) fail("tokenize", "--vocab FILE is required (see --help)");
   if (!args.count("output-dir")) fail("tokenize", "--output-dir DIR is required (see --help)");
   if (!args.count("inputs")) fail("tokenize", "no INPUT files given (see --help)");
-  const std::string dir = args["output-dir"].as<std::string>();
-  const std::string prefix = args["prefix"].as<std::string>();
-  const int64_t shard_tokens = args["shard-tokens"].as<int64_t>();
-  const int64_t val_tokens = args["val-tokens"].as<int64_t>();
-  const int threads = args.count("threads")
-                          ? args["threads"].as<int>()
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const auto inputs = args["inputs"].as<std::vector<std::string>>();
-  if (prefix.empty() || prefix.find('/') != std::string::npos)
-    fail("tokenize", "--prefix '", prefix, "' must be a non-empty file name without '/'");
-  if (shard_tokens < 1 || shard_tokens > kShardMaxTokens)
-    fail("tokenize", "--shard-tokens ", shard_tokens, " must be in [1, ", kShardMaxTokens, "]");
-  if (val_tokens < 0 || val_tokens > kShardMaxTokens)
-    fail("tokenize", "--val-tokens ", val_tokens, " must be in [0, ", kShardMaxTokens, "]");
-  if (threads < 1 || threads > 1024)
-    fail("tokenize", "--threads ", threads, " must be in [1, 1024]");
+  TokenizeOptions o;
+  o.vocab = args["vocab"].as<std::string>();
+  o.dir = args["output-dir"].as<std::string>();
+  o.prefix = args["prefix"].as<std::string>();
+  o.shard_tokens = args["shard-tokens"].as<int64_t>();
+  o.val_tokens = args["val-tokens"].as<int64_t>();
+  o.threads = args.count("threads")
+                  ? args["threads"].as<int>()
+                  : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  o.force = args.count("force") > 0;
+  o.inputs = args["inputs"].as<std::vector<std::string>>();
+  if (o.prefix.empty() || o.prefix.find('/') != std::string::npos)
+    fail("tokenize", "--prefix '", o.prefix, "' must be a non-empty file name without '/'");
+  if (o.shard_tokens < 1 || o.shard_tokens > kShardMaxTokens)
+    fail("tokenize", "--shard-tokens ", o.shard_tokens, " must be in [1, ", kShardMaxTokens, "]");
+  if (o.val_tokens < 0 || o.val_tokens > kShardMaxTokens)
+    fail("tokenize", "--val-tokens ", o.val_tokens, " must be in [0, ", kShardMaxTokens, "]");
+  if (o.threads < 1 || o.threads > 1024)
+    fail("tokenize", "--threads ", o.threads, " must be in [1, 1024]");
+  return o;
+}
 
-  // Check every input before any work.
+// Checks every input before any work; returns their total size in bytes (for the progress bar).
+int64_t check_inputs(const std::vector<std::string>& inputs) {
   int64_t input_total = 0;
   for (const std::string& in : inputs) {
     if (!ends_with(in, ".txt") && !ends_with(in, ".jsonl"))
@@ -351,86 +371,132 @@ int cmd_tokenize(int argc, char** argv) {
     if (!fs::is_regular_file(st)) fail(in, "is not a regular file");
     input_total += static_cast<int64_t>(fs::file_size(in, ec));
   }
-  const Gpt2Tokenizer tok = Gpt2Tokenizer::load(args["vocab"].as<std::string>());
+  return input_total;
+}
 
+// Creates the output directory; shards of an earlier run with this prefix are removed with
+// --force and refused without it, so that no stale shard joins the new ones.
+void prepare_output_dir(const TokenizeOptions& o) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) fail(dir, "cannot create the output directory: ", ec.message());
+  fs::create_directories(o.dir, ec);
+  if (ec) fail(o.dir, "cannot create the output directory: ", ec.message());
   std::vector<fs::path> existing;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
+  for (const auto& e : fs::directory_iterator(o.dir, ec)) {
     const std::string name = e.path().filename().string();
     if (ends_with(name, ".bin") &&
-        (name.rfind(prefix + "_val_", 0) == 0 || name.rfind(prefix + "_train_", 0) == 0))
+        (name.rfind(o.prefix + "_val_", 0) == 0 || name.rfind(o.prefix + "_train_", 0) == 0))
       existing.push_back(e.path());
   }
   if (!existing.empty()) {
-    if (!args.count("force"))
-      fail(dir, "already holds ", existing.size(), " shard(s) named ", prefix,
+    if (!o.force)
+      fail(o.dir, "already holds ", existing.size(), " shard(s) named ", o.prefix,
            "_{val,train}_*.bin; pass --force to replace them or choose another --prefix");
     for (const auto& p : existing) fs::remove(p, ec);
   }
+}
 
-  const auto t0 = Clock::now();
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
-  auto last_bar = t0;
-  int64_t docs = 0, text_bytes = 0, input_done = 0;
-  ShardSink sink(dir, prefix, val_tokens, shard_tokens);
-  auto consume = [&](const Encoded& e) {
-    sink.add(e.tokens);
-    docs += e.docs;
-    text_bytes += e.text_bytes;
-    input_done += e.input_bytes;
+// Counts the encoded chunks and, on a terminal, redraws a progress bar at most 5 times a second.
+class Progress {
+ public:
+  explicit Progress(int64_t input_total) : input_total_(input_total) {}
+
+  void count(const Encoded& e, int64_t tokens) {
+    docs_ += e.docs;
+    text_bytes_ += e.text_bytes;
+    input_done_ += e.input_bytes;
     const auto now = Clock::now();
-    if (tty && now - last_bar > std::chrono::milliseconds(200)) {
-      last_bar = now;
-      const double dt = std::chrono::duration<double>(now - t0).count();
-      const double frac = input_total > 0 ? double(input_done) / double(input_total) : 1.0;
+    if (tty_ && now - last_bar_ > std::chrono::milliseconds(200)) {
+      last_bar_ = now;
+      const double dt = std::chrono::duration<double>(now - t0_).count();
+      const double frac = input_total_ > 0 ? double(input_done_) / double(input_total_) : 1.0;
       std::fprintf(stderr, "\rtokenize: %s / %s  %5.1f%%  %.1f MB/s  %s tokens  ETA %s\033[K",
-                   human_bytes(double(input_done)).c_str(),
-                   human_bytes(double(input_total)).c_str(), 100.0 * frac,
-                   double(text_bytes) / 1e6 / std::max(dt, 1e-9), with_commas(sink.total()).c_str(),
+                   human_bytes(double(input_done_)).c_str(),
+                   human_bytes(double(input_total_)).c_str(), 100.0 * frac,
+                   double(text_bytes_) / 1e6 / std::max(dt, 1e-9), with_commas(tokens).c_str(),
                    human_seconds(frac > 0 ? dt * (1 - frac) / frac : 0).c_str());
     }
-  };
-  {
-    Pool pool(tok, inputs, threads);
-    DocReader reader(inputs);
-    Chunk chunk;
-    Item item;
-    int64_t chunk_bytes = 0, read_before = 0;
-    const int64_t limit = 2 * int64_t(threads) + 2;
-    auto flush = [&] {
-      chunk.input_bytes = reader.bytes_read() - read_before;
-      read_before = reader.bytes_read();
-      pool.push(std::move(chunk), limit, consume);
-      chunk = Chunk{};
-      chunk_bytes = 0;
-    };
-    while (reader.next(item)) {
-      chunk_bytes += static_cast<int64_t>(item.data.size());
-      chunk.items.push_back(std::move(item));
-      item = Item{};
-      if (chunk_bytes >= kChunkBytes || static_cast<int64_t>(chunk.items.size()) >= kChunkDocs)
-        flush();
-    }
-    if (!chunk.items.empty()) flush();
-    pool.finish(consume);
   }
-  sink.finish();
-  const double dt = std::max(std::chrono::duration<double>(Clock::now() - t0).count(), 1e-9);
-  if (tty) std::fprintf(stderr, "\r\033[K");
 
+  // Clears the bar; returns the seconds since the start.
+  double finish() const {
+    const double dt = std::max(std::chrono::duration<double>(Clock::now() - t0_).count(), 1e-9);
+    if (tty_) std::fprintf(stderr, "\r\033[K");
+    return dt;
+  }
+
+  int64_t docs() const { return docs_; }
+  int64_t text_bytes() const { return text_bytes_; }
+
+ private:
+  int64_t docs_ = 0, text_bytes_ = 0;
+  int64_t input_total_, input_done_ = 0;
+  Clock::time_point t0_ = Clock::now();
+  Clock::time_point last_bar_ = t0_;
+  bool tty_ = ::isatty(STDERR_FILENO) != 0;
+};
+
+// Reads the inputs in chunks, encodes them on `threads` workers and hands the encoded chunks,
+// in input order, to `consume`.
+template <typename Consume>
+void encode_inputs(const std::vector<std::string>& inputs, const Gpt2Tokenizer& tok, int threads,
+                   Consume&& consume) {
+  Pool pool(tok, inputs, threads);
+  DocReader reader(inputs);
+  Chunk chunk;
+  Item item;
+  int64_t chunk_bytes = 0, read_before = 0;
+  const int64_t limit = 2 * int64_t(threads) + 2;
+  auto flush = [&] {
+    chunk.input_bytes = reader.bytes_read() - read_before;
+    read_before = reader.bytes_read();
+    pool.push(std::move(chunk), limit, consume);
+    chunk = Chunk{};
+    chunk_bytes = 0;
+  };
+  while (reader.next(item)) {
+    chunk_bytes += static_cast<int64_t>(item.data.size());
+    chunk.items.push_back(std::move(item));
+    item = Item{};
+    if (chunk_bytes >= kChunkBytes || static_cast<int64_t>(chunk.items.size()) >= kChunkDocs)
+      flush();
+  }
+  if (!chunk.items.empty()) flush();
+  pool.finish(consume);
+}
+
+void report(const TokenizeOptions& o, const Progress& p, const ShardSink& sink, double dt) {
   std::printf(
       "tokenized %s documents (%s of text) into %s tokens in %.2f s: %.2f MB/s, %.2fM "
       "tokens/s, %d thread%s\n",
-      with_commas(docs).c_str(), human_bytes(double(text_bytes)).c_str(),
-      with_commas(sink.total()).c_str(), dt, double(text_bytes) / 1e6 / dt,
-      double(sink.total()) / 1e6 / dt, threads, threads == 1 ? "" : "s");
-  std::printf(
-      "wrote %s%s train shard%s (%s tokens) to %s\n",
-      val_tokens > 0 ? ("1 val shard (" + with_commas(val_tokens) + " tokens) and ").c_str() : "",
-      std::to_string(sink.train_shards()).c_str(), sink.train_shards() == 1 ? "" : "s",
-      with_commas(sink.train_tokens()).c_str(), dir.c_str());
+      with_commas(p.docs()).c_str(), human_bytes(double(p.text_bytes())).c_str(),
+      with_commas(sink.total()).c_str(), dt, double(p.text_bytes()) / 1e6 / dt,
+      double(sink.total()) / 1e6 / dt, o.threads, o.threads == 1 ? "" : "s");
+  std::printf("wrote %s%s train shard%s (%s tokens) to %s\n",
+              o.val_tokens > 0
+                  ? ("1 val shard (" + with_commas(o.val_tokens) + " tokens) and ").c_str()
+                  : "",
+              std::to_string(sink.train_shards()).c_str(), sink.train_shards() == 1 ? "" : "s",
+              with_commas(sink.train_tokens()).c_str(), o.dir.c_str());
+}
+
+}  // namespace
+
+int cmd_tokenize(int argc, char** argv) {
+  const std::optional<TokenizeOptions> o = parse_tokenize_options(argc, argv);
+  if (!o) return 0;  // --help
+  const int64_t input_total = check_inputs(o->inputs);
+  const Gpt2Tokenizer tok = Gpt2Tokenizer::load(o->vocab);
+  prepare_output_dir(*o);
+
+  Progress progress(input_total);
+  ShardSink sink(o->dir, o->prefix, o->val_tokens, o->shard_tokens);
+  encode_inputs(o->inputs, tok, o->threads, [&](const Encoded& e) {
+    sink.add(e.tokens);
+    progress.count(e, sink.total());
+  });
+  sink.finish();
+  const double dt = progress.finish();
+  report(*o, progress, sink, dt);
   return 0;
 }
 
