@@ -55,6 +55,15 @@ void cuda_set_device(int index) {
   MG_CUDA(cudaSetDevice(index));
 }
 
+size_t cuda_free_memory() {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return free_b;
+}
+
 void* device_alloc(size_t bytes) {
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, bytes);

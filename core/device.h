@@ -31,6 +31,9 @@ std::string describe_devices();  // one line per GPU, or why there is none
 // in the table (core/peak_flops.cpp: the data-sheet figures it knows).
 double gpu_peak_tflops(const std::string& name, bool bf16);
 
+// Free memory of the current GPU in bytes (cudaMemGetInfo); 0 without one.
+size_t cuda_free_memory();
+
 // Makes GPU `index` current for this thread (a rank uses its local rank's GPU). Error naming the
 // GPUs there are when the index is out of range.
 void cuda_set_device(int index);

@@ -19,6 +19,9 @@ DeviceInfo cuda_device_info(int) {
 std::string describe_devices() {
   return "built without CUDA support";
 }
+size_t cuda_free_memory() {
+  return 0;
+}
 void cuda_set_device(int) {
   fail("cuda", "this muongpt was built without CUDA support");
 }

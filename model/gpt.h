@@ -25,6 +25,8 @@ class Gpt {
  public:
   // batch B and sequence length T (≤ cfg.seq_len) fix the activation buffers.
   Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq);
+  // The arena such a model would take, planned without allocating it.
+  static MemoryPlan plan(const ModelConfig& cfg, int64_t batch, int64_t seq);
   Gpt(const Gpt&) = delete;
   Gpt& operator=(const Gpt&) = delete;
 
@@ -78,6 +80,8 @@ class Gpt {
     MlpActs<T> mlp() const { return {mlp_in, mlp_rstd, mlp_pre, mlp_act}; }
   };
 
+  struct PlanOnly {};
+  Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq, PlanOnly);
   void layout(Arena& arena);
 
   ModelConfig cfg_;
@@ -96,7 +100,7 @@ class Gpt {
   T *rope_cos_, *rope_sin_;              // [T, dh/2]
   T *dx_, *da_, *dq_, *dk_, *dv_, *dy_;  // [N, d] gradient scratch
   T *dh_, *dscores_;                     // [N, F], [T, T]
-  Arena arena_;  // last: its initialiser runs layout(), which fills the members above
+  Arena arena_ = Arena::counting(Device::cpu);
 };
 
 extern template class Gpt<float>;

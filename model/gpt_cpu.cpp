@@ -14,21 +14,30 @@
 namespace muongpt {
 
 template <typename T>
-Gpt<T>::Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq)
-    : cfg_(cfg),
-      B_(batch),
-      T_(seq),
-      specs_(param_specs(cfg)),
-      arena_(plan_arena(Device::cpu, [this](Arena& a) { layout(a); })) {
+Gpt<T>::Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq, PlanOnly)
+    : cfg_(cfg), B_(batch), T_(seq) {
+  check_batch_shape(cfg_, B_, T_);  // before anything is sized by the config
+  specs_ = param_specs(cfg_);
+  layout(arena_);  // counting: fills mem_ only
+}
+
+template <typename T>
+Gpt<T>::Gpt(const ModelConfig& cfg, int64_t batch, int64_t seq) : Gpt(cfg, batch, seq, PlanOnly{}) {
+  arena_ = Arena(Device::cpu, arena_.used());
+  layout(arena_);
   MG_CHECK(mem_.total() == arena_.capacity(), "the memory plan does not add up to the arena");
   rope_tables(rope_cos_, rope_sin_, T_, cfg_.d_head, cfg_.rope_base);
+}
+
+template <typename T>
+MemoryPlan Gpt<T>::plan(const ModelConfig& cfg, int64_t batch, int64_t seq) {
+  return Gpt(cfg, batch, seq, PlanOnly{}).mem_;
 }
 
 // Carves every buffer out of the arena. Called twice by plan_arena (count, then allocate), so
 // it must not depend on anything but the config and the batch shape.
 template <typename T>
 void Gpt<T>::layout(Arena& a) {
-  check_batch_shape(cfg_, B_, T_);
   const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), F = cfg_.d_mlp(),
                 V = cfg_.vocab_size, L = cfg_.n_layer;
   const DType dt = dtype_of<T>();

@@ -73,9 +73,11 @@ constexpr DType storage_type() {
 template <typename T>
 class GptCuda final : public Model {
  public:
-  GptCuda(const ModelConfig& config, int64_t batch, int64_t seq, const ModelOptions& options)
+  // plan_only: only count the arena (memory_plan()); nothing is allocated and nothing runs.
+  GptCuda(const ModelConfig& config, int64_t batch, int64_t seq, const ModelOptions& options,
+          bool plan_only = false)
       : Model(config, batch, seq, options),
-        own_stream_(options.own_stream ? create_stream() : nullptr),
+        own_stream_(options.own_stream && !plan_only ? create_stream() : nullptr),
         stream_(options.own_stream ? own_stream_.get() : options.stream),
         gpu_(options.gpu) {
     if (options_.attention == Attention::flash && !kIsBf16<T>)
@@ -88,18 +90,15 @@ class GptCuda final : public Model {
     P_ = param_count(specs_);
     const int64_t N = tokens(), d = cfg_.d_model, dh = cfg_.d_head;
     embed_scratch_bytes_ = embedding_backward_scratch_bytes(N, cfg_.vocab_padded());
-    try {
-      arena_ = plan_arena(Device::cuda, [this](Arena& a) { layout(a); });
-    } catch (const Error& e) {
-      // The counting pass has filled `mem_`: say what was asked for.
-      fail("model", "the GPU model for batch ", B_, " x sequence ", T_, " needs ", mem_.describe(),
-           ", which does not fit: ", e.what());
-    }
+    mem_.device = Device::cuda;
+    layout(arena_);  // counting: fills mem_
+    if (plan_only) return;
+    arena_ = Arena(Device::cuda, arena_.used());
+    layout(arena_);
     // The arena was zeroed by cudaMemset on the legacy stream, which a non-blocking stream
     // would not wait for.
     MG_CUDA(cudaDeviceSynchronize());
     MG_CHECK(mem_.total() == arena_.capacity(), "the memory plan does not add up to the arena");
-    mem_.device = Device::cuda;
 
     // Weight pointers: masters and gradients share param_specs() offsets; the working weights
     // (T) sit at the same offsets in their own buffer (the masters themselves in fp32 mode).
@@ -523,6 +522,13 @@ std::unique_ptr<Model> make_gpt_cuda(const ModelConfig& cfg, int64_t batch, int6
   if (options.precision == Precision::bf16)
     return std::make_unique<GptCuda<__nv_bfloat16>>(cfg, batch, seq, options);
   return std::make_unique<GptCuda<float>>(cfg, batch, seq, options);
+}
+
+MemoryPlan plan_gpt_cuda(const ModelConfig& cfg, int64_t batch, int64_t seq,
+                         const ModelOptions& options) {
+  if (options.precision == Precision::bf16)
+    return GptCuda<__nv_bfloat16>(cfg, batch, seq, options, true).memory_plan();
+  return GptCuda<float>(cfg, batch, seq, options, true).memory_plan();
 }
 
 }  // namespace muongpt

@@ -15,6 +15,9 @@ namespace muongpt {
 // Runs on the current CUDA device (make_model sets options.gpu current first).
 std::unique_ptr<Model> make_gpt_cuda(const ModelConfig& cfg, int64_t batch, int64_t seq,
                                      const ModelOptions& options);
+// Its arena, planned without allocating (the current GPU answers the sort's scratch size).
+MemoryPlan plan_gpt_cuda(const ModelConfig& cfg, int64_t batch, int64_t seq,
+                         const ModelOptions& options);
 #endif
 
 }  // namespace muongpt

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "model/gpt.h"
 #include "model/gpt_cuda.h"
 
@@ -31,11 +32,7 @@ Attention attention_from_name(std::string_view name, const std::string& where) {
 }
 
 std::string MemoryPlan::describe() const {
-  auto mib = [](size_t bytes) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1024.0 * 1024.0));
-    return std::string(buf);
-  };
+  const auto mib = format_gib;
   std::string s = std::string(device == Device::cuda ? "GPU" : "CPU") + " arena " + mib(total()) +
                   ": params " + mib(params) + ", grads " + mib(grads);
   if (working) s += ", working " + mib(working);
@@ -47,6 +44,16 @@ void check_batch_shape(const ModelConfig& cfg, int64_t batch, int64_t seq) {
   if (batch <= 0 || seq <= 0 || seq > cfg.seq_len)
     fail("model", "batch ", batch, " x sequence ", seq,
          " is not possible (1 <= T <= seq_len = ", cfg.seq_len, ")");
+  // The largest terms of the plan, in double: beyond this no size computed in integers can
+  // overflow, and no machine has the memory anyway.
+  const double d = double(cfg.d_model), F = double(cfg.d_mlp()), L = double(cfg.n_layer),
+               N = double(batch) * double(seq), H = double(cfg.n_head());
+  const double params = 2 * double(cfg.vocab_padded()) * d + L * (4 * d * d + 2 * d * F);
+  const double acts = L * (N * (12 * d + 2 * F) + N * H * double(seq)) + N * double(cfg.vocab_size);
+  const double bytes = 4 * (3 * params + acts);
+  if (bytes > 1e15)
+    fail("model", "batch ", batch, " x sequence ", seq, " of this model needs about ",
+         bytes / double(1ull << 40), " TiB: more than any machine has");
 }
 
 void check_token_ids(const int32_t* idx, const int32_t* targets, int64_t n, int64_t vocab_size,
@@ -143,15 +150,33 @@ std::unique_ptr<Model> view_cpu_model(Gpt<float>& model) {
   return std::make_unique<CpuModel>(model);
 }
 
-std::unique_ptr<Model> make_model(const ModelConfig& cfg, int64_t batch, int64_t seq,
-                                  const ModelOptions& options) {
-  if (options.backend == Backend::cpu) return std::make_unique<CpuModel>(cfg, batch, seq);
+MemoryPlan plan_model(const ModelConfig& cfg, int64_t batch, int64_t seq,
+                      const ModelOptions& options) {
+  if (options.backend == Backend::cpu) return Gpt<float>::plan(cfg, batch, seq);
 #ifdef MUONGPT_HAVE_CUDA
   if (cuda_device_count() == 0) fail("model", "the GPU model needs a GPU: ", describe_devices());
   cuda_set_device(options.gpu);
-  return make_gpt_cuda(cfg, batch, seq, options);
+  return plan_gpt_cuda(cfg, batch, seq, options);
 #else
   fail("model", "the GPU model needs CUDA: this muongpt was built without CUDA support");
+#endif
+}
+
+void check_model_fits(const MemoryPlan& plan, size_t other_bytes, const std::string& where) {
+  check_memory_fits(
+      plan.device, plan.total() + other_bytes, where,
+      "the model (" + plan.describe() +
+          (other_bytes ? "; optimizer and telemetry " + format_gib(other_bytes) : "") + ")");
+}
+
+std::unique_ptr<Model> make_model(const ModelConfig& cfg, int64_t batch, int64_t seq,
+                                  const ModelOptions& options) {
+  check_model_fits(plan_model(cfg, batch, seq, options), 0, "model");
+  if (options.backend == Backend::cpu) return std::make_unique<CpuModel>(cfg, batch, seq);
+#ifdef MUONGPT_HAVE_CUDA
+  return make_gpt_cuda(cfg, batch, seq, options);
+#else
+  fail("model", "unreachable: no GPU model without CUDA");
 #endif
 }
 

@@ -135,9 +135,19 @@ class Model {
   int64_t B_, T_;  // batch and sequence length
 };
 
-// The model the options ask for, for micro-batch B and sequence length T (≤ cfg.seq_len).
+// The arena the model of make_model() would take, planned without allocating anything (a GPU
+// plan needs a visible GPU).
+MemoryPlan plan_model(const ModelConfig& cfg, int64_t batch, int64_t seq,
+                      const ModelOptions& options = {});
+
+// Error(where, "... needs X GiB, Y GiB available") unless the plan plus `other_bytes` (what the
+// caller will need besides on the same device: optimizer state, telemetry) fits there.
+void check_model_fits(const MemoryPlan& plan, size_t other_bytes, const std::string& where);
+
+// The model the options ask for, for micro-batch B and sequence length T (≤ cfg.seq_len); its
+// plan must fit in the memory available, or nothing is allocated.
 // Errors: a bad shape, no GPU (or a build without CUDA) for Backend::cuda, flash attention with
-// fp32 or a head dim it does not take, not enough memory (the message gives the planned sizes).
+// fp32 or a head dim it does not take, "needs X GiB, Y GiB available".
 std::unique_ptr<Model> make_model(const ModelConfig& cfg, int64_t batch, int64_t seq,
                                   const ModelOptions& options = {});
 

@@ -9,6 +9,22 @@
 
 namespace muongpt {
 
+size_t optimizer_state_bytes(const std::vector<Route>& routes, bool record_updates, int world) {
+  const std::vector<int> owner = muon_owner_ranks(routes, world);
+  size_t adamw = 0, muon = 0, all = 0;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    size_t n = 1;
+    for (int64_t s : routes[i].shape) n *= size_t(s);
+    all += n;
+    if (routes[i].optimizer == "muon")
+      muon += owner[i] == 0 ? n : 0;  // rank 0 owns at least as many as any other rank
+    else
+      adamw += n;
+  }
+  return sizeof(float) *
+         (2 * (adamw + size_t(world) - 1) / size_t(world) + muon + (record_updates ? all : 0));
+}
+
 std::unique_ptr<Optimizer> Optimizer::create(const std::vector<Route>& routes,
                                              const std::vector<ParamSlot>& slots,
                                              const OptimConfig& cfg, Comm* comm) {

@@ -97,6 +97,11 @@ class Optimizer {
   std::vector<Route> routes_;
 };
 
+// What create() will hold on the parameters' device, known before it exists (memory planning):
+// AdamW's moments and Muon's momentum for this rank's share of `world` ranks, and with
+// `record_updates` (telemetry) the ΔW buffers. Workspaces (a few matrices) are not counted.
+size_t optimizer_state_bytes(const std::vector<Route>& routes, bool record_updates, int world);
+
 // Multi-rank Muon plan: the owner rank of each Muon route (−1 for AdamW routes). Muon matrices are
 // grouped by (shape, dualizer) in order of first appearance; within a group matrix j goes to rank
 // (offset + j) mod world_size, where offset is the number of Muon matrices in earlier groups, so

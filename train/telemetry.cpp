@@ -66,16 +66,28 @@ std::string alt_input_activation(const std::string& param) {
   return "";
 }
 
+std::vector<RankTelemetry::Act> RankTelemetry::activations(const ModelConfig& c) {
+  std::vector<Act> acts = {{"embed_out", "embed_out", 0, c.d_model}};
+  for (int64_t l = 0; l < c.n_layer; ++l)
+    for (std::string_view kind : Model::kBlockActivations)
+      acts.push_back({"blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind), l,
+                      kind.starts_with("mlp_") && kind != "mlp_in" ? c.d_mlp() : c.d_model});
+  acts.push_back({"final_in", "final_in", 0, c.d_model});
+  return acts;
+}
+
+size_t RankTelemetry::planned_bytes(const ModelConfig& cfg, int64_t every) {
+  size_t bytes = 0;
+  if (every > 0)
+    for (const Act& a : activations(cfg)) bytes += sizeof(double) * size_t(a.width * a.width);
+  return bytes;
+}
+
 RankTelemetry::RankTelemetry(Model& model, int64_t every, Comm* comm, std::vector<int> owner)
     : every_(every), comm_(comm), owner_(std::move(owner)) {
   if (every <= 0) return;
   const ModelConfig& c = model.config();
-  acts_.push_back({"embed_out", "embed_out", 0, c.d_model});
-  for (int64_t l = 0; l < c.n_layer; ++l)
-    for (std::string_view kind : Model::kBlockActivations)
-      acts_.push_back({"blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind),
-                       l, kind.starts_with("mlp_") && kind != "mlp_in" ? c.d_mlp() : c.d_model});
-  acts_.push_back({"final_in", "final_in", 0, c.d_model});
+  acts_ = activations(c);
   std::vector<int64_t> widths;
   for (const Act& a : acts_) widths.push_back(a.width);
   spectra_ = make_spectra(model, widths);

@@ -41,6 +41,9 @@ class RankTelemetry {
 
   // Bytes the telemetry holds where the model lives (0 when off).
   size_t memory_bytes() const { return spectra_ ? spectra_->memory_bytes() : 0; }
+  // Its activation Grams (float64, width²) for a model, known before it is built (memory
+  // planning); scratch is not counted.
+  static size_t planned_bytes(const ModelConfig& cfg, int64_t every);
   bool enabled() const { return every_ > 0; }
   bool due(int64_t step) const { return every_ > 0 && (step <= 2 || step % every_ == 0); }
   void begin();
@@ -59,6 +62,7 @@ class RankTelemetry {
     std::string kind;
     int64_t layer, width;
   };
+  static std::vector<Act> activations(const ModelConfig& cfg);  // the Grams, in order
 
   int64_t every_;
   Comm* comm_;

@@ -84,14 +84,36 @@ ModelOptions model_options(const RunConfig& cfg, int local_rank) {
   return o;
 }
 
+namespace {
+// The parameter table, once the shapes are known to be possible (before anything is sized by
+// them).
+std::vector<ParamSpec> checked_specs(const RunConfig& cfg) {
+  check_batch_shape(cfg.model, cfg.data.batch_size, cfg.seq());
+  return param_specs(cfg.model);
+}
+
+// The model, once the plan of everything the run keeps on its device (the model's arena, the
+// optimizer state, the telemetry's Grams) has been checked against the memory there.
+std::unique_ptr<Model> make_planned_model(const RunConfig& cfg, int local_rank,
+                                          const std::vector<Route>& routes, int world) {
+  const ModelOptions options = model_options(cfg, local_rank);
+  const int64_t B = cfg.data.batch_size, T = cfg.seq();
+  check_model_fits(plan_model(cfg.model, B, T, options),
+                   optimizer_state_bytes(routes, cfg.telemetry.every > 0, world) +
+                       RankTelemetry::planned_bytes(cfg.model, cfg.telemetry.every),
+                   cfg.file);
+  return make_model(cfg.model, B, T, options);
+}
+}  // namespace
+
 Training::Training(const RunConfig& cfg, Comm& comm, const TrainingOptions& options)
     : cfg_(cfg),
       comm_(comm),
       B_(cfg.data.batch_size),
       T_(cfg.seq()),
       accum_(cfg.data.grad_accum),
-      model_(make_model(cfg.model, B_, T_, model_options(cfg, options.local_rank))),
-      routes_(resolve_routing(model_->specs(), cfg.optim, cfg.file, &warnings_)),
+      routes_(resolve_routing(checked_specs(cfg), cfg.optim, cfg.file, &warnings_)),
+      model_(make_planned_model(cfg, options.local_rank, routes_, comm.world())),
       optimizer_(Optimizer::create(routes_, model_->param_slots(), cfg.optim,
                                    comm.world() > 1 ? &comm : nullptr)),
       rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())),

@@ -123,9 +123,9 @@ class Training {
   const RunConfig& cfg_;
   Comm& comm_;
   int64_t B_, T_, accum_;
-  std::unique_ptr<Model> model_;
   std::vector<std::string> warnings_;
   std::vector<Route> routes_;
+  std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
   std::optional<DataLoader> loader_;  // none: random ids from rng_
   Rng rng_;

@@ -55,6 +55,22 @@ TEST(Cli, ModelInfoPrintsTheParameterTable) {
   EXPECT_EQ(r.status, 0) << r.out;
 }
 
+// The memory a run needs, planned without allocating: a model far larger than the machine is
+// printed, not built.
+TEST(Cli, ModelInfoPrintsTheMemoryPlan) {
+  const std::string cfg = std::string(MUONGPT_SOURCE_DIR) + "/configs/quickstart.toml";
+  Result r = run("model-info --config " + cfg + " --set device.backend=cpu");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("memory of a training run, batch 16 x 128 tokens"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("CPU arena"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("available"), std::string::npos) << r.out;
+  r = run("model-info --config " + cfg +
+          " --set device.backend=cpu --set model.d_model=8192 --set model.n_layer=64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("params 195.1 GiB"), std::string::npos) << r.out;
+}
+
 TEST(Cli, ModelInfoPrintsTheRoutingTable) {
   Result r =
       run(std::string("model-info --config ") + MUONGPT_SOURCE_DIR + "/configs/speedrun-124m.toml");

@@ -278,6 +278,29 @@ TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
   for (float w : ck.weights(ck.model_config())) ASSERT_TRUE(std::isfinite(w)) << last;
 }
 
+// A model that does not fit is refused with one line before anything is allocated (not killed by
+// the kernel): far too large for any machine, too large for this one, or for a given limit.
+TEST_F(TrainerTest, AModelLargerThanTheMemoryIsRefusedBeforeAllocating) {
+  const std::string error = "muongpt: error: ";
+  Result r = run(train("huge", "--set model.n_layer=2147483648"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("more than any machine has"), std::string::npos) << r.out;
+  r = run(train("large", "--set model.d_model=8192 --set model.d_head=128 --set model.n_layer=64"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find(error + config_ + ": the model (CPU arena"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("GiB available"), std::string::npos) << r.out;
+  r = run(train("limited"), "MUONGPT_MEMORY_LIMIT=1M");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("needs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(", 1.0 MiB available"), std::string::npos) << r.out;
+  r = run(train("bad_limit"), "MUONGPT_MEMORY_LIMIT=lots");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find(error + "$MUONGPT_MEMORY_LIMIT: expected bytes"), std::string::npos)
+      << r.out;
+  for (const char* name : {"huge", "large", "limited"})
+    EXPECT_FALSE(fs::exists(run_dir(name) / "checkpoints")) << name;
+}
+
 TEST_F(TrainerTest, TheCudaBackendWithoutAGpuIsAClearError) {
   if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible: tests/cuda trains on it";
   Result r = run(train("cuda", "--set device.backend=cuda"));
