@@ -19,6 +19,7 @@
 #include "train/checkpoint.h"
 #include "train/fault.h"
 #include "train/job.h"
+#include "train/run_dir.h"
 #include "train/run_log.h"
 #include "train/training.h"
 
@@ -57,12 +58,6 @@ std::string fmt(const char* format, auto... args) {
   char buf[512];
   std::snprintf(buf, sizeof buf, format, args...);
   return buf;
-}
-
-void create_run_directory(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) fail(dir, "cannot create the run directory: ", ec.message());
 }
 
 // "latest" → the run's newest checkpoint; refuses to start a fresh run over existing ones.
@@ -171,9 +166,14 @@ TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
   std::unique_ptr<Comm> comm = make_job_comm(info, cfg, resolve_backend(cfg.device.backend));
   fault_rank() = comm->rank();
   const bool lead = comm->rank() == 0;  // rank 0 writes the run directory and prints
-  const std::string dir = cfg.run_dir(), resume = resolve_resume(options.resume, dir);
+  const std::string dir = cfg.run_dir();
+  if (options.resume == "latest" && !fs::exists(dir))  // before the lock creates it
+    fail(dir, "has no checkpoint to resume from (--resume latest)");
+  std::optional<RunLock> lock;  // held until the process ends
+  if (lead) lock.emplace(dir);
+  comm->barrier();  // no rank looks at the checkpoints before rank 0 holds the run
+  const std::string resume = resolve_resume(options.resume, dir);
   comm->barrier();  // every rank has looked at the checkpoints before rank 0 changes anything
-  if (lead) create_run_directory(dir);
   Training run(cfg, *comm, {.local_rank = info.local_rank, .resume = resume});
   const auto abandoned =
       lead ? set_aside_checkpoints_after(dir, run.steps_done()) : std::vector<std::string>{};
