@@ -170,7 +170,7 @@ namespace config_detail {
 [[noreturn]] void fail_value(const std::string& where, const std::string& section,
                              ValueErrorForm form, std::string_view key, const std::string& shown,
                              const CheckFailure& failure);
-// "[section]\n" then "key = value  # doc" per line, the comments aligned.
+// "[section]\n" then "key = value  # doc" per line, the comments aligned (none for an empty doc).
 std::string write_lines(const std::string& section,
                         const std::vector<std::pair<std::string, std::string>>& lines_and_docs);
 }  // namespace config_detail
@@ -220,10 +220,12 @@ class ConfigTable {
     for (const ConfigKey<S>& k : keys_) out.push_back(k.name + " = " + k.toml(c));
     return out;
   }
-  // The section with every key spelled out and documented.
-  std::string write(const S& c) const {
+  // The section with every key spelled out; with `docs`, each line ends with its key's doc as a
+  // comment (the resolved config.toml), else it is exactly "key = value".
+  std::string write(const S& c, bool docs) const {
     std::vector<std::pair<std::string, std::string>> lines;
-    for (const ConfigKey<S>& k : keys_) lines.emplace_back(k.name + " = " + k.toml(c), k.doc);
+    for (const ConfigKey<S>& k : keys_)
+      lines.emplace_back(k.name + " = " + k.toml(c), docs ? k.doc : "");
     return config_detail::write_lines(section_, lines);
   }
   // Every key with the default value of S.

@@ -60,7 +60,7 @@ void ModelConfig::validate(const std::string& where) const {
 }
 
 std::string ModelConfig::to_toml() const {
-  return model_config_keys().write(*this);
+  return model_config_keys().write(*this, /*docs=*/false);
 }
 
 ModelConfig model_config_from_toml(const toml::table& root, const std::string& file) {

@@ -55,7 +55,7 @@ struct ModelConfig {
 
   // Throws Error(where, "[model] <key> = <value>: <problem>") on the first impossible value.
   void validate(const std::string& where) const;
-  // The [model] section with every key spelled out.
+  // The [model] section with every key spelled out, one "key = value" a line.
   std::string to_toml() const;
   bool operator==(const ModelConfig&) const = default;
 };

@@ -43,7 +43,7 @@ void apply_override(toml::table& root, const std::string& text) {
 }
 
 std::string quoted(const std::string& s) {
-  return optim_toml_string(s);
+  return toml_string(s);
 }
 
 RunConfig parse(toml::table& root, const std::string& file,
@@ -160,14 +160,14 @@ std::string RunConfig::to_toml() const {
      << "[train]\nsteps = " << train.steps << "\nlog_every = " << train.log_every
      << "\neval_every = " << train.eval_every << "\ncheckpoint_every = " << train.checkpoint_every
      << "\nkeep_checkpoints = " << train.keep_checkpoints
-     << "\nclip = " << optim_toml_float(train.clip) << "\n\n"
+     << "\nclip = " << toml_float(train.clip) << "\n\n"
      << optim.to_toml() << "\n"
      << schedule.to_toml() << "\n"
      << "[telemetry]\nevery = " << telemetry.every << "\n\n"
      << "[device]\nbackend = " << quoted(device.backend)
      << "\nprecision = " << quoted(device.precision) << "\nattention = " << quoted(device.attention)
      << "\ncomm_timeout = " << device.comm_timeout
-     << "\npeak_tflops = " << optim_toml_float(device.peak_tflops) << "\n";
+     << "\npeak_tflops = " << toml_float(device.peak_tflops) << "\n";
   return os.str();
 }
 
