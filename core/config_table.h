@@ -73,10 +73,10 @@ class Check {
   Check(Ok ok, std::string why, bool lists_choices = false)
       : rules_{{std::move(ok), [why = std::move(why)](const T&) { return why; }, lists_choices}} {}
   Check(Ok ok, Why why) : rules_{{std::move(ok), std::move(why), false}} {}
-  // A check on numbers applies to integer keys as well.
-  template <typename U>
-  requires(std::is_same_v<U, double>&& std::is_integral_v<T>)
-      Check(const Check<U>& c) {  // NOLINT: implicit on purpose
+  // A check on numbers applies to integer keys as well (implicitly, for the tables' rows).
+  template <typename Number, typename Int = T, typename = std::enable_if_t<std::is_integral_v<Int>>>
+  Check(const Check<Number>& c) {
+    static_assert(std::is_same_v<Number, double>, "number checks are Check<double>");
     for (const auto& r : c.rules_)
       rules_.push_back({[ok = r.ok](const T& v) { return ok(double(v)); },
                         [why = r.why](const T& v) { return why(double(v)); }, r.lists_choices});
