@@ -95,11 +95,14 @@ RunConfig parse(toml::table& root, const std::string& file,
   return c;
 }
 
-// A section of RunConfig, `get` picking it out of a RunConfig.
-template <typename S, typename Get>
-RunConfigSection erased(const ConfigTable<S>& keys, Get get) {
-  return {keys.section(), keys.key_info(),
-          [&keys, get](const RunConfig& c) { return keys.write(get(c), /*docs=*/true); }};
+// A section of RunConfig, reached from it through the member pointers `path`.
+template <typename S, typename... Path>
+RunConfigSection erased(const ConfigTable<S>& keys, Path... path) {
+  return {keys.section(), keys.key_info(), [&keys, path...](const RunConfig& c) {
+            // clang-format off
+            return keys.write((c .* ... .* path), /*docs=*/true);  // c.*path[0].*path[1]...
+            // clang-format on
+          }};
 }
 
 }  // namespace
@@ -147,26 +150,16 @@ const ConfigTable<DeviceConfig>& device_config_keys() {
 
 const std::vector<RunConfigSection>& run_config_sections() {
   static const std::vector<RunConfigSection> sections = {
-      erased(
-          run_section_keys(), [](const RunConfig& c) -> auto& { return c.run; }),
-      erased(
-          model_config_keys(), [](const RunConfig& c) -> auto& { return c.model; }),
-      erased(
-          data_config_keys(), [](const RunConfig& c) -> auto& { return c.data; }),
-      erased(
-          train_config_keys(), [](const RunConfig& c) -> auto& { return c.train; }),
-      erased(
-          optim_config_keys(), [](const RunConfig& c) -> auto& { return c.optim; }),
-      erased(
-          adamw_config_keys(), [](const RunConfig& c) -> auto& { return c.optim.adamw; }),
-      erased(
-          muon_config_keys(), [](const RunConfig& c) -> auto& { return c.optim.muon; }),
-      erased(
-          schedule_config_keys(), [](const RunConfig& c) -> auto& { return c.schedule; }),
-      erased(
-          telemetry_config_keys(), [](const RunConfig& c) -> auto& { return c.telemetry; }),
-      erased(
-          device_config_keys(), [](const RunConfig& c) -> auto& { return c.device; }),
+      erased(run_section_keys(), &RunConfig::run),
+      erased(model_config_keys(), &RunConfig::model),
+      erased(data_config_keys(), &RunConfig::data),
+      erased(train_config_keys(), &RunConfig::train),
+      erased(optim_config_keys(), &RunConfig::optim),
+      erased(adamw_config_keys(), &RunConfig::optim, &OptimConfig::adamw),
+      erased(muon_config_keys(), &RunConfig::optim, &OptimConfig::muon),
+      erased(schedule_config_keys(), &RunConfig::schedule),
+      erased(telemetry_config_keys(), &RunConfig::telemetry),
+      erased(device_config_keys(), &RunConfig::device),
   };
   return sections;
 }
