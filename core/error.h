@@ -1,5 +1,6 @@
 // Errors are exceptions that carry their context: which file (or component), what was expected,
-// what was found. The CLI prints them as `muongpt: error: <what()>` and exits non-zero.
+// what was found. The CLI prints them as `muongpt: error: <what()>` (then ` (<hint>)` when there
+// is one) and exits non-zero.
 #pragma once
 
 #include <sstream>
@@ -11,13 +12,17 @@ namespace muongpt {
 
 class Error : public std::runtime_error {
  public:
-  // `where` names the file (or component) the problem is in; `what` says what was wrong.
-  Error(const std::string& where, const std::string& what)
-      : std::runtime_error(where.empty() ? what : where + ": " + what), where_(where) {}
+  // `where` names the file (or component) the problem is in; `what` says what was wrong; `hint`,
+  // when not empty, a likely fix ("did you mean 'n_layer'?"), kept apart so what() stays the fact.
+  Error(const std::string& where, const std::string& what, std::string hint = "")
+      : std::runtime_error(where.empty() ? what : where + ": " + what),
+        where_(where),
+        hint_(std::move(hint)) {}
   const std::string& where() const { return where_; }
+  const std::string& hint() const { return hint_; }
 
  private:
-  std::string where_;
+  std::string where_, hint_;
 };
 
 // Builds a message from streamable parts: fail("config.toml", "d_model ", d, " is not ...").

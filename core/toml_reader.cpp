@@ -1,5 +1,7 @@
 #include "core/toml_reader.h"
 
+#include <algorithm>
+#include <cctype>
 #include <sstream>
 
 #include "core/error.h"
@@ -65,7 +67,7 @@ void TomlSection::fail_key(std::string_view key, const std::string& message) con
 }
 
 const toml::node* TomlSection::get_node(std::string_view key) {
-  read_.insert(std::string(key));
+  if (std::find(asked_.begin(), asked_.end(), key) == asked_.end()) asked_.emplace_back(key);
   return table_ ? table_->get(key) : nullptr;
 }
 
@@ -101,8 +103,51 @@ std::string TomlSection::get_string(std::string_view key, const std::string& fal
 void TomlSection::finish() const {
   if (!table_) return;
   for (const auto& [key, node] : *table_) {
-    if (!read_.contains(key.str())) fail(file_, "[", section_, "] unknown key '", key.str(), "'");
+    if (std::find(asked_.begin(), asked_.end(), key.str()) != asked_.end()) continue;
+    const std::string near = closest_name(key.str(), asked_);
+    throw Error(file_, "[" + section_ + "] unknown key '" + std::string(key.str()) + "'",
+                near.empty() ? "" : "did you mean '" + near + "'?");
   }
+}
+
+std::string closest_name(std::string_view name, const std::vector<std::string>& known) {
+  auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  // Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps.
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+    for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (size_t i = 1; i <= a.size(); ++i)
+      for (size_t j = 1; j <= b.size(); ++j) {
+        d[i][j] = std::min(
+            {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+          d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    return d[a.size()][b.size()];
+  };
+  const std::string n = lower(name);
+  const size_t close_enough = std::max<size_t>(1, n.size() / 3);
+  std::string best;
+  size_t best_distance = close_enough + 1;
+  for (const std::string& k : known) {
+    const size_t dist = distance(n, lower(k));
+    if (dist < best_distance) {
+      best = k;
+      best_distance = dist;
+    }
+  }
+  if (!best.empty()) return best;
+  for (const std::string& k : known) {  // warmup_steps -> warmup, momentum_w -> momentum_warmup
+    const std::string lk = lower(k);
+    const size_t shorter = std::min(lk.size(), n.size());
+    if (shorter >= 3 && lk.compare(0, shorter, n, 0, shorter) == 0) return k;
+  }
+  return "";
 }
 
 }  // namespace muongpt

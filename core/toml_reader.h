@@ -4,9 +4,9 @@
 
 #include <toml++/toml.h>
 #include <cstdint>
-#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace muongpt {
 
@@ -29,7 +29,8 @@ class TomlSection {
   // The raw node (or null), for keys that accept more than one type; marks the key as read.
   const toml::node* get_node(std::string_view key);
 
-  // Fails on the first key in the section that no getter asked for.
+  // Fails on the first key in the section that no getter asked for; the Error's hint names the
+  // closest key that was asked for ("did you mean 'n_layer'?").
   void finish() const;
   // "<file>: [section] key: <message>"
   [[noreturn]] void fail_key(std::string_view key, const std::string& message) const;
@@ -37,7 +38,11 @@ class TomlSection {
  private:
   const toml::table* table_;
   std::string file_, section_;
-  std::set<std::string, std::less<>> read_;
+  std::vector<std::string> asked_;  // in the order asked: ties in the suggestion go to the first
 };
+
+// The name in `known` closest to `name` by edit distance (a swap of neighbours counts as one
+// edit), or one that starts the other: the likely intent of a typo. "" when none is close.
+std::string closest_name(std::string_view name, const std::vector<std::string>& known);
 
 }  // namespace muongpt

@@ -5,23 +5,46 @@
 #include <toml++/toml.h>
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "core/config_table.h"
 
 namespace muongpt {
 
+// [model] attn_scale: a number, or the string "1/sqrt(d_head)".
+struct AttnScale {
+  double value = 0;
+  bool inv_sqrt_d_head = false;  // "1/sqrt(d_head)" in the file; `value` is then unused
+
+  bool operator==(const AttnScale&) const = default;
+};
+void read_value(TomlSection& s, std::string_view key, AttnScale& v);
+std::string toml_value(const AttnScale& v);
+std::string shown_value(const AttnScale& v);
+
+// [model]: KEY(type, name, default, check, "one-line doc"). One row per key declares the member
+// and drives parsing, checks, the resolved config.toml and the docs test (core/config_table.h);
+// docs/config.md says more about each key.
+#define MUONGPT_MODEL_KEYS(KEY)                                                                \
+  KEY(int64_t, vocab_size, 50257,                                                              \
+      positive() & at_most(65536).says("must fit uint16 token ids (<= 65536)"),                \
+      "V, the real vocabulary (GPT-2 BPE)")                                                    \
+  KEY(int64_t, vocab_multiple, 128, positive(), "embed/head rows: V rounded up to a multiple") \
+  KEY(int64_t, n_layer, 12, positive(), "transformer blocks")                                  \
+  KEY(int64_t, d_model, 768, positive(), "d, the residual width")                              \
+  KEY(int64_t, d_head, 128, positive() & multiple_of(4).note("half-truncated RoPE"),           \
+      "per-head width: H = d / d_head heads")                                                  \
+  KEY(int64_t, mlp_ratio, 4, positive(), "MLP hidden width = mlp_ratio * d")                   \
+  KEY(int64_t, seq_len, 1024, positive(), "longest sequence (RoPE table length)")              \
+  KEY(double, norm_eps, 1e-6, positive(), "RMSNorm epsilon")                                   \
+  KEY(bool, norm_gains, false, {}, "learned gains on attn_norm, mlp_norm, final_norm")         \
+  KEY(AttnScale, attn_scale, AttnScale{0.12}, positive_scale(),                                \
+      "attention logit scale, or \"1/sqrt(d_head)\"")                                          \
+  KEY(double, rope_base, 1024.0, greater_than(1), "RoPE base")                                 \
+  KEY(double, softcap, 15.0, non_negative().note("0 turns it off"), "logit soft-cap; 0 = off")
+
 struct ModelConfig {
-  int64_t vocab_size = 50257;    // V: real vocabulary (GPT-2 BPE)
-  int64_t vocab_multiple = 128;  // embed/head rows are V rounded up to a multiple of this
-  int64_t n_layer = 12;
-  int64_t d_model = 768;   // d
-  int64_t d_head = 128;    // H = d / d_head heads
-  int64_t mlp_ratio = 4;   // MLP hidden width = mlp_ratio · d
-  int64_t seq_len = 1024;  // longest sequence (RoPE table length)
-  double norm_eps = 1e-6;
-  bool norm_gains = false;              // learned gains on attn_norm, mlp_norm, final_norm
-  double attn_scale = 0.12;             // used unless attn_scale_inv_sqrt_dh
-  bool attn_scale_inv_sqrt_dh = false;  // attn_scale = "1/sqrt(d_head)" in the file
-  double rope_base = 1024.0;
-  double softcap = 15.0;  // logit soft-cap; 0 = off
+  MUONGPT_MODEL_KEYS(MUONGPT_CONFIG_MEMBER)
 
   int64_t n_head() const { return d_model / d_head; }
   int64_t vocab_padded() const {
@@ -30,11 +53,15 @@ struct ModelConfig {
   int64_t d_mlp() const { return mlp_ratio * d_model; }
   double attention_scale() const;
 
-  // Throws Error(where, "[model] <key>: <problem>") on the first impossible value.
+  // Throws Error(where, "[model] <key> = <value>: <problem>") on the first impossible value.
   void validate(const std::string& where) const;
-  // The [model] section with every key spelled out.
+  // The [model] section with every key spelled out, one "key = value" a line.
   std::string to_toml() const;
+  bool operator==(const ModelConfig&) const = default;
 };
+
+// The [model] keys (MUONGPT_MODEL_KEYS as a table).
+const ConfigTable<ModelConfig>& model_config_keys();
 
 // Reads and validates the [model] section of a parsed config (unknown keys are errors).
 ModelConfig model_config_from_toml(const toml::table& root, const std::string& file);

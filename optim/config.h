@@ -1,6 +1,5 @@
 // The [optim], [optim.adamw] and [optim.muon] sections of a run config: which optimizer each
-// parameter gets (routing) and the hyperparameters of both optimizers. Every key, its default and
-// the reasoning behind the defaults are in docs/optim.md.
+// parameter gets (routing) and the hyperparameters of both optimizers.
 #pragma once
 
 #include <toml++/toml.h>
@@ -8,70 +7,84 @@
 #include <string>
 #include <vector>
 
+#include "core/config_table.h"
+
 namespace muongpt {
 
-// AdamW (decoupled decay, bias correction). The base lr of a parameter routed to AdamW depends on
-// its role: the embedding table, the head, 1-D parameters (gains) and any other matrix.
-struct AdamWConfig {
-  double beta1 = 0.8;
-  double beta2 = 0.95;
-  double eps = 1e-10;
-  double wd = 0.0;  // decoupled: p ← p·(1 − lr·wd)
-  double embed_lr = 0.6;
-  double head_lr = 0.008;
-  double scalar_lr = 0.04;
-  double matrix_lr = 0.0018;  // hidden matrices routed to AdamW (ablations)
+// The rows below are KEY(type, name, default, check, "one-line doc") (core/config_table.h): each
+// declares a member and drives parsing, the per-key checks, the resolved config.toml and the docs
+// test. docs/config.md describes every key, docs/optim.md the reasoning behind the defaults.
 
+// [optim]: which optimizer each parameter gets. The preset's rules are tried after `rules`, so a
+// few custom rules override a preset for some parameters. A rule is "glob = adamw", "glob = muon",
+// or with per-rule options "glob = muon(dualizer=polar, lr_mult=0.5, scale=spectral, wd=0.01)"
+// (lr, lr_mult, wd for adamw; also dualizer and scale for muon).
+#define MUONGPT_OPTIM_KEYS(KEY)                                                       \
+  KEY(std::string, routing, "speedrun", {},                                           \
+      "preset: speedrun, adamw, muon-wout, muon-mlp, muon-attn-mlp, specgd, or none") \
+  KEY(std::vector<std::string>, rules, {}, {}, "custom rules, tried before the preset's")
+
+// [optim.adamw]: AdamW (decoupled decay, bias correction). The base lr of a parameter routed to
+// AdamW depends on its role: the embedding table, the head, 1-D parameters (gains), other matrices.
+#define MUONGPT_ADAMW_KEYS(KEY)                                                          \
+  KEY(double, beta1, 0.8, in_unit_interval(), "first-moment decay")                      \
+  KEY(double, beta2, 0.95, in_unit_interval(), "second-moment decay")                    \
+  KEY(double, eps, 1e-10, positive(), "added to sqrt(v)")                                \
+  KEY(double, wd, 0.0, non_negative(), "decoupled weight decay: p <- p*(1 - lr*wd)")     \
+  KEY(double, embed_lr, 0.6, non_negative(), "base lr of embed.*")                       \
+  KEY(double, head_lr, 0.008, non_negative(), "base lr of head.*")                       \
+  KEY(double, scalar_lr, 0.04, non_negative(), "base lr of 1-D parameters (norm gains)") \
+  KEY(double, matrix_lr, 0.0018, non_negative(), "base lr of other matrices routed to AdamW")
+
+// [optim.muon]: momentum, then a dualizer, then W <- W*(1 - lr*wd) - lr*scale(W)*O.
+#define MUONGPT_MUON_KEYS(KEY)                                                              \
+  KEY(double, lr, 0.05, non_negative(), "base lr")                                          \
+  KEY(double, momentum, 0.95, in_unit_interval(), "mu after the warmup")                    \
+  KEY(double, momentum_start, 0.85, in_unit_interval(), "mu at step 0, ramped to momentum") \
+  KEY(int64_t, momentum_warmup, 300, at_least(0), "steps of the momentum ramp")             \
+  KEY(std::string, momentum_kind, "ema", one_of({"ema", "classic"}),                        \
+      "ema: buf <- mu*buf + (1-mu)*G; classic: buf <- mu*buf + G")                          \
+  KEY(bool, nesterov, true, {}, "Nesterov look-ahead")                                      \
+  KEY(std::string, dualizer, "ns", {}, "see parse_dualizer() in optim/dualizer.h")          \
+  KEY(std::string, ns_coeffs, "jordan", {}, "for ns: jordan, cubic or polar-express")       \
+  KEY(int64_t, ns_steps, 5, in_range(1, 100), "for ns: Newton-Schulz steps")                \
+  KEY(double, ns_eps, 1e-7, positive(), "X <- X / (|X|_F + ns_eps) before the iteration")   \
+  KEY(std::string, scale, "keller", {}, "shape scale: keller, spectral, moonlight or none") \
+  KEY(double, wd, 0.0, non_negative(), "decoupled weight decay")
+
+struct AdamWConfig {
+  MUONGPT_ADAMW_KEYS(MUONGPT_CONFIG_MEMBER)
   bool operator==(const AdamWConfig&) const = default;
 };
 
-// Muon: momentum, then a dualizer, then W ← W·(1 − lr·wd) − lr·scale(W)·O.
 struct MuonConfig {
-  double lr = 0.05;
-  double momentum = 0.95;        // μ after the warmup
-  double momentum_start = 0.85;  // μ at step 0, ramped linearly to `momentum`
-  int64_t momentum_warmup = 300;
-  std::string momentum_kind = "ema";  // "ema": buf ← μ·buf + (1−μ)·G; "classic": buf ← μ·buf + G
-  bool nesterov = true;
-  std::string dualizer = "ns";       // see parse_dualizer() in optim/dualizer.h
-  std::string ns_coeffs = "jordan";  // for dualizer = "ns": jordan | cubic | polar-express
-  int64_t ns_steps = 5;              // for dualizer = "ns"
-  double ns_eps = 1e-7;              // X ← X / (‖X‖_F + ns_eps) before the iteration
-  std::string scale = "keller";      // keller | spectral | moonlight | none
-  double wd = 0.0;
-
+  MUONGPT_MUON_KEYS(MUONGPT_CONFIG_MEMBER)
   bool operator==(const MuonConfig&) const = default;
 };
 
 struct OptimConfig {
-  // A preset (speedrun, adamw, muon-wout, muon-mlp, muon-attn-mlp, specgd) or "none". The preset's
-  // rules are tried after `rules`, so a few custom rules override a preset for some parameters.
-  std::string routing = "speedrun";
-  // Custom rules, tried first, in order: "glob = adamw", "glob = muon", or with per-rule options
-  // "glob = muon(dualizer=polar, lr_mult=0.5, scale=spectral, wd=0.01)" (lr, lr_mult, wd for
-  // adamw; also dualizer and scale for muon).
-  std::vector<std::string> rules;
+  MUONGPT_OPTIM_KEYS(MUONGPT_CONFIG_MEMBER)
   AdamWConfig adamw;
   MuonConfig muon;
 
   // Throws Error(file, "[optim...] key: problem") on the first impossible value, including rules
   // that do not parse and dualizer names that do not exist.
   void validate(const std::string& file) const;
-  // [optim], [optim.adamw] and [optim.muon] with every key spelled out; reading it back gives an
-  // equal config.
+  // [optim], [optim.adamw] and [optim.muon] with every key spelled out, one "key = value" a line;
+  // reading it back gives an equal config.
   std::string to_toml() const;
 
   bool operator==(const OptimConfig&) const = default;
 };
 
+// The keys of [optim], [optim.adamw] and [optim.muon] as tables.
+const ConfigTable<OptimConfig>& optim_config_keys();
+const ConfigTable<AdamWConfig>& adamw_config_keys();
+const ConfigTable<MuonConfig>& muon_config_keys();
+
 // Reads [optim], [optim.adamw] and [optim.muon] (absent sections take the defaults); unknown
 // keys and wrong types are errors naming the file, section and key. `routing` may also be given
 // as an array of rules (DESIGN.md's short form), which means rules = that array, routing = "none".
 OptimConfig optim_config_from_toml(const toml::table& root, const std::string& file);
-
-// Formatting helpers of the optim TOML writers: a number that stays a TOML float (shortest form
-// that reads back to the same double; inf as `inf`), and a basic TOML string with escapes.
-std::string optim_toml_float(double v);
-std::string optim_toml_string(const std::string& s);
 
 }  // namespace muongpt

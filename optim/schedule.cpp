@@ -3,31 +3,26 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
-#include <sstream>
 
 #include "core/error.h"
 #include "core/toml_reader.h"
 
 namespace muongpt {
 
+const ConfigTable<ScheduleConfig>& schedule_config_keys() {
+  using ConfigStruct = ScheduleConfig;
+  using namespace config_checks;
+  static const ConfigTable<ScheduleConfig> table("schedule", ValueErrorForm::kKeyEqualsValue,
+                                                 {MUONGPT_SCHEDULE_KEYS(MUONGPT_CONFIG_ROW)});
+  return table;
+}
+
 void ScheduleConfig::validate(const std::string& file) const {
-  if (warmup < 0) fail(file, "[schedule] warmup = ", warmup, ": must be >= 0");
-  if (!(cooldown_frac >= 0 && cooldown_frac <= 1))
-    fail(file, "[schedule] cooldown_frac = ", cooldown_frac, ": must be in [0, 1]");
-  if (!(final_ratio >= 0) || !std::isfinite(final_ratio))
-    fail(file, "[schedule] final_ratio = ", final_ratio, ": must be >= 0");
-  if (kind != "linear" && kind != "cosine")
-    fail(file, "[schedule] kind = \"", kind, "\": expected \"linear\" or \"cosine\"");
+  schedule_config_keys().check(*this, file);
 }
 
 std::string ScheduleConfig::to_toml() const {
-  std::ostringstream os;
-  os << "[schedule]\n"
-     << "warmup = " << warmup << "\n"
-     << "cooldown_frac = " << optim_toml_float(cooldown_frac) << "\n"
-     << "final_ratio = " << optim_toml_float(final_ratio) << "\n"
-     << "kind = " << optim_toml_string(kind) << "\n";
-  return os.str();
+  return schedule_config_keys().write(*this, /*docs=*/false);
 }
 
 double lr_multiplier(const ScheduleConfig& cfg, int64_t step, int64_t total_steps) {
@@ -48,13 +43,8 @@ double muon_momentum(const MuonConfig& cfg, int64_t step) {
 }
 
 ScheduleConfig schedule_config_from_toml(const toml::table& root, const std::string& file) {
-  TomlSection s = TomlSection::of(root, file, "schedule");
   ScheduleConfig c;
-  c.warmup = s.get_int("warmup", c.warmup);
-  c.cooldown_frac = s.get_float("cooldown_frac", c.cooldown_frac);
-  c.final_ratio = s.get_float("final_ratio", c.final_ratio);
-  c.kind = s.get_string("kind", c.kind);
-  s.finish();
+  schedule_config_keys().read(root, file, c);
   c.validate(file);
   return c;
 }

@@ -11,16 +11,23 @@
 
 namespace muongpt {
 
+// [schedule]: KEY(type, name, default, check, "one-line doc") rows (core/config_table.h).
+#define MUONGPT_SCHEDULE_KEYS(KEY)                                                                 \
+  KEY(int64_t, warmup, 0, at_least(0), "steps of linear warmup: step s gets (s + 1) / warmup")     \
+  KEY(double, cooldown_frac, 0.4, fraction(), "the cooldown covers this last fraction of the run") \
+  KEY(double, final_ratio, 0.1, non_negative(), "lr multiplier reached at the end of the run")     \
+  KEY(std::string, kind, "linear", one_of({"linear", "cosine"}), "shape of the cooldown")
+
 struct ScheduleConfig {
-  int64_t warmup = 0;           // steps of linear warmup: step s < warmup gets (s + 1) / warmup
-  double cooldown_frac = 0.4;   // the cooldown covers the last cooldown_frac of the run
-  double final_ratio = 0.1;     // multiplier reached at the end of the run
-  std::string kind = "linear";  // shape of the cooldown: "linear" or "cosine"
+  MUONGPT_SCHEDULE_KEYS(MUONGPT_CONFIG_MEMBER)
 
   void validate(const std::string& file) const;
-  std::string to_toml() const;  // the [schedule] section, every key spelled out
+  std::string to_toml() const;  // the [schedule] section, every key spelled out, no comments
   bool operator==(const ScheduleConfig&) const = default;
 };
+
+// The [schedule] keys as a table.
+const ConfigTable<ScheduleConfig>& schedule_config_keys();
 
 // The multiplier on every base lr at 0-based step `step` of a run of `total_steps` steps.
 // The cooldown starts at c = max(warmup, (1 − cooldown_frac)·total_steps); with progress

@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
       return c.run(argc - 1, argv + 1);
     } catch (const cxxopts::exceptions::exception& e) {
       std::fprintf(stderr, "muongpt: error: %s: %s\n", c.name, e.what());
+    } catch (const muongpt::Error& e) {
+      if (e.hint().empty())
+        std::fprintf(stderr, "muongpt: error: %s\n", e.what());
+      else
+        std::fprintf(stderr, "muongpt: error: %s (%s)\n", e.what(), e.hint().c_str());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "muongpt: error: %s\n", e.what());
     }

@@ -190,15 +190,12 @@ std::vector<float> Checkpoint::weights(const ModelConfig& cfg) const {
 }
 
 void check_same_model(const ModelConfig& a, const ModelConfig& b, const std::string& where) {
-  if (a.to_toml() == b.to_toml()) return;
-  std::istringstream sa(a.to_toml()), sb(b.to_toml());
-  std::string la, lb;
-  while (std::getline(sa, la) && std::getline(sb, lb)) {
-    if (la != lb)
-      fail(where, "checkpoint was written for a different model: ", la, " there, ", lb,
+  const std::vector<std::string> there = model_config_keys().assignments(a),
+                                 here = model_config_keys().assignments(b);
+  for (size_t i = 0; i < there.size(); ++i)
+    if (there[i] != here[i])
+      fail(where, "checkpoint was written for a different model: ", there[i], " there, ", here[i],
            " in this config");
-  }
-  fail(where, "checkpoint was written for a different model");
 }
 
 }  // namespace muongpt

@@ -1,6 +1,6 @@
 #include "train/config.h"
 
-#include <cmath>
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -10,9 +10,6 @@
 namespace muongpt {
 
 namespace {
-
-constexpr const char* kSections[] = {"run",   "model",    "data",      "train",
-                                     "optim", "schedule", "telemetry", "device"};
 
 // Sets root[a.b.c] = value, creating tables on the way. The value is parsed as TOML; what does
 // not parse is taken as a string (so --set run.name=foo works without quotes).
@@ -42,133 +39,142 @@ void apply_override(toml::table& root, const std::string& text) {
   table->insert_or_assign(key, std::move(*parsed.get("v")));
 }
 
-std::string quoted(const std::string& s) {
-  return optim_toml_string(s);
+// [run] name: one directory level, so the run cannot land outside <dir>.
+Check<std::string> directory_name() {
+  return {[](const std::string& name) {
+            return !name.empty() && name.find('/') == std::string::npos && name != "." &&
+                   name != "..";
+          },
+          [](const std::string& name) { return "'" + name + "' is not a directory name"; }};
+}
+
+template <typename S>
+S read_checked(const ConfigTable<S>& keys, const toml::table& root, const std::string& file) {
+  S c;
+  keys.read(root, file, c);
+  keys.check(c, file);
+  return c;
+}
+
+void check_section_names(const toml::table& root, const std::string& file) {
+  std::vector<std::string> known;
+  for (const RunConfigSection& s : run_config_sections()) {
+    const std::string top = s.name.substr(0, s.name.find('.'));  // [optim.muon] lives in [optim]
+    if (std::find(known.begin(), known.end(), top) == known.end()) known.push_back(top);
+  }
+  for (const auto& [key, node] : root) {
+    if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
+    const std::string near = closest_name(key.str(), known);
+    throw Error(file, "unknown section [" + std::string(key.str()) + "]",
+                near.empty() ? "" : "did you mean [" + near + "]?");
+  }
 }
 
 RunConfig parse(toml::table& root, const std::string& file,
                 const std::vector<std::string>& overrides) {
   for (const std::string& o : overrides) apply_override(root, o);
-  for (const auto& [key, node] : root) {
-    bool known = false;
-    for (const char* s : kSections) known |= key.str() == s;
-    if (!known) fail(file, "unknown section [", key.str(), "]");
-  }
+  check_section_names(root, file);
   RunConfig c;
   c.file = file;
-  {
-    TomlSection s = TomlSection::of(root, file, "run");
-    c.run.name = s.get_string("name", c.run.name);
-    c.run.dir = s.get_string("dir", c.run.dir);
-    c.run.seed = s.get_int("seed", c.run.seed);
-    s.finish();
-    if (c.run.name.empty() || c.run.name.find('/') != std::string::npos || c.run.name == "." ||
-        c.run.name == "..")
-      s.fail_key("name", "'" + c.run.name + "' is not a directory name");
-  }
+  c.run = read_checked(run_section_keys(), root, file);
   c.model = model_config_from_toml(root, file);
-  {
-    TomlSection s = TomlSection::of(root, file, "data");
-    DataConfig& d = c.data;
-    d.train = s.get_string("train", d.train);
-    d.val = s.get_string("val", d.val);
-    d.val_tokens = s.get_int("val_tokens", d.val_tokens);
-    d.batch_size = s.get_int("batch_size", d.batch_size);
-    d.seq_len = s.get_int("seq_len", d.seq_len);
-    d.grad_accum = s.get_int("grad_accum", d.grad_accum);
-    d.mode = s.get_string("mode", d.mode);
-    s.finish();
-    if (d.batch_size <= 0) s.fail_key("batch_size", "must be positive");
-    if (d.grad_accum <= 0) s.fail_key("grad_accum", "must be positive");
-    if (d.val_tokens < 0) s.fail_key("val_tokens", "must be >= 0");
-    if (d.seq_len < 0 || d.seq_len > c.model.seq_len)
-      s.fail_key("seq_len", "must be in [0, [model] seq_len = " + std::to_string(c.model.seq_len) +
+  c.data = read_checked(data_config_keys(), root, file);
+  if (c.data.seq_len < 0 || c.data.seq_len > c.model.seq_len)
+    data_config_keys().fail(file, c.data, "seq_len",
+                            "must be in [0, [model] seq_len = " + std::to_string(c.model.seq_len) +
                                 "] (0 = the model's)");
-    if (d.mode != "contiguous" && d.mode != "bos-aligned")
-      s.fail_key("mode", "expected \"contiguous\" or \"bos-aligned\", found \"" + d.mode + "\"");
-  }
-  {
-    TomlSection s = TomlSection::of(root, file, "train");
-    TrainConfig& t = c.train;
-    t.steps = s.get_int("steps", t.steps);
-    t.log_every = s.get_int("log_every", t.log_every);
-    t.eval_every = s.get_int("eval_every", t.eval_every);
-    t.checkpoint_every = s.get_int("checkpoint_every", t.checkpoint_every);
-    t.keep_checkpoints = s.get_int("keep_checkpoints", t.keep_checkpoints);
-    t.clip = s.get_float("clip", t.clip);
-    s.finish();
-    if (t.steps <= 0) s.fail_key("steps", "must be positive");
-    if (t.log_every <= 0) s.fail_key("log_every", "must be positive");
-    if (t.eval_every < 0) s.fail_key("eval_every", "must be >= 0 (0 = only at the end)");
-    if (t.checkpoint_every < 0)
-      s.fail_key("checkpoint_every", "must be >= 0 (0 = only at the end)");
-    if (t.keep_checkpoints <= 0) s.fail_key("keep_checkpoints", "must be at least 1");
-    if (!(t.clip >= 0)) s.fail_key("clip", "must be >= 0 (0 = off)");
-  }
+  c.train = read_checked(train_config_keys(), root, file);
   c.optim = optim_config_from_toml(root, file);
   c.schedule = schedule_config_from_toml(root, file);
-  {
-    TomlSection s = TomlSection::of(root, file, "telemetry");
-    c.telemetry.every = s.get_int("every", c.telemetry.every);
-    s.finish();
-    if (c.telemetry.every < 0) s.fail_key("every", "must be >= 0 (0 = off)");
-  }
-  {
-    TomlSection s = TomlSection::of(root, file, "device");
-    c.device.backend = s.get_string("backend", c.device.backend);
-    c.device.precision = s.get_string("precision", c.device.precision);
-    c.device.attention = s.get_string("attention", c.device.attention);
-    c.device.comm_timeout = s.get_float("comm_timeout", c.device.comm_timeout);
-    c.device.peak_tflops = s.get_float("peak_tflops", c.device.peak_tflops);
-    s.finish();
-    if (c.device.precision != "bf16" && c.device.precision != "fp32")
-      s.fail_key("precision",
-                 "expected \"bf16\" or \"fp32\", found \"" + c.device.precision + "\"");
-    if (c.device.attention != "straightforward" && c.device.attention != "flash")
-      s.fail_key("attention",
-                 "expected \"straightforward\" or \"flash\", found \"" + c.device.attention + "\"");
-    if (c.device.attention == "flash" && c.device.precision != "bf16")
-      s.fail_key("attention",
-                 "\"flash\" runs in bf16 only (precision is \"" + c.device.precision + "\")");
-    if (!(c.device.comm_timeout >= 0))
-      s.fail_key("comm_timeout", "must be >= 0 seconds (0 = wait forever)");
-    if (!(c.device.peak_tflops >= 0) || !std::isfinite(c.device.peak_tflops))
-      s.fail_key("peak_tflops", "must be a finite number >= 0 (0 = look the GPU up)");
-    if (c.device.backend != "auto" && c.device.backend != "cpu" && c.device.backend != "cuda")
-      s.fail_key("backend",
-                 "expected \"auto\", \"cpu\" or \"cuda\", found \"" + c.device.backend + "\"");
-  }
+  c.telemetry = read_checked(telemetry_config_keys(), root, file);
+  c.device = read_checked(device_config_keys(), root, file);
+  if (c.device.attention == "flash" && c.device.precision != "bf16")
+    device_config_keys().fail(
+        file, c.device, "attention",
+        "\"flash\" runs in bf16 only (precision is \"" + c.device.precision + "\")");
   return c;
 }
 
+// A section of RunConfig, reached from it through the member pointers `path`.
+template <typename S, typename... Path>
+RunConfigSection erased(const ConfigTable<S>& keys, Path... path) {
+  return {keys.section(), keys.key_info(), [&keys, path...](const RunConfig& c) {
+            // clang-format off
+            return keys.write((c .* ... .* path), /*docs=*/true);  // c.*path[0].*path[1]...
+            // clang-format on
+          }};
+}
+
 }  // namespace
+
+// The run sections' errors name the key without its value ("[train] steps: must be positive").
+const ConfigTable<RunSection>& run_section_keys() {
+  using ConfigStruct = RunSection;
+  using namespace config_checks;
+  static const ConfigTable<RunSection> table("run", ValueErrorForm::kKeyOnly,
+                                             {MUONGPT_RUN_KEYS(MUONGPT_CONFIG_ROW)});
+  return table;
+}
+
+const ConfigTable<DataConfig>& data_config_keys() {
+  using ConfigStruct = DataConfig;
+  using namespace config_checks;
+  static const ConfigTable<DataConfig> table("data", ValueErrorForm::kKeyOnly,
+                                             {MUONGPT_DATA_KEYS(MUONGPT_CONFIG_ROW)});
+  return table;
+}
+
+const ConfigTable<TrainConfig>& train_config_keys() {
+  using ConfigStruct = TrainConfig;
+  using namespace config_checks;
+  static const ConfigTable<TrainConfig> table("train", ValueErrorForm::kKeyOnly,
+                                              {MUONGPT_TRAIN_KEYS(MUONGPT_CONFIG_ROW)});
+  return table;
+}
+
+const ConfigTable<TelemetryConfig>& telemetry_config_keys() {
+  using ConfigStruct = TelemetryConfig;
+  using namespace config_checks;
+  static const ConfigTable<TelemetryConfig> table("telemetry", ValueErrorForm::kKeyOnly,
+                                                  {MUONGPT_TELEMETRY_KEYS(MUONGPT_CONFIG_ROW)});
+  return table;
+}
+
+const ConfigTable<DeviceConfig>& device_config_keys() {
+  using ConfigStruct = DeviceConfig;
+  using namespace config_checks;
+  static const ConfigTable<DeviceConfig> table("device", ValueErrorForm::kKeyOnly,
+                                               {MUONGPT_DEVICE_KEYS(MUONGPT_CONFIG_ROW)});
+  return table;
+}
+
+const std::vector<RunConfigSection>& run_config_sections() {
+  static const std::vector<RunConfigSection> sections = {
+      erased(run_section_keys(), &RunConfig::run),
+      erased(model_config_keys(), &RunConfig::model),
+      erased(data_config_keys(), &RunConfig::data),
+      erased(train_config_keys(), &RunConfig::train),
+      erased(optim_config_keys(), &RunConfig::optim),
+      erased(adamw_config_keys(), &RunConfig::optim, &OptimConfig::adamw),
+      erased(muon_config_keys(), &RunConfig::optim, &OptimConfig::muon),
+      erased(schedule_config_keys(), &RunConfig::schedule),
+      erased(telemetry_config_keys(), &RunConfig::telemetry),
+      erased(device_config_keys(), &RunConfig::device),
+  };
+  return sections;
+}
 
 std::string RunConfig::run_dir() const {
   return (std::filesystem::path(run.dir) / run.name).string();
 }
 
 std::string RunConfig::to_toml() const {
-  std::ostringstream os;
-  os << "# resolved config: every key spelled out (docs/config.md)\n\n"
-     << "[run]\nname = " << quoted(run.name) << "\ndir = " << quoted(run.dir)
-     << "\nseed = " << run.seed << "\n\n"
-     << model.to_toml() << "\n"
-     << "[data]\ntrain = " << quoted(data.train) << "\nval = " << quoted(data.val)
-     << "\nval_tokens = " << data.val_tokens << "\nbatch_size = " << data.batch_size
-     << "\nseq_len = " << data.seq_len << "\ngrad_accum = " << data.grad_accum
-     << "\nmode = " << quoted(data.mode) << "\n\n"
-     << "[train]\nsteps = " << train.steps << "\nlog_every = " << train.log_every
-     << "\neval_every = " << train.eval_every << "\ncheckpoint_every = " << train.checkpoint_every
-     << "\nkeep_checkpoints = " << train.keep_checkpoints
-     << "\nclip = " << optim_toml_float(train.clip) << "\n\n"
-     << optim.to_toml() << "\n"
-     << schedule.to_toml() << "\n"
-     << "[telemetry]\nevery = " << telemetry.every << "\n\n"
-     << "[device]\nbackend = " << quoted(device.backend)
-     << "\nprecision = " << quoted(device.precision) << "\nattention = " << quoted(device.attention)
-     << "\ncomm_timeout = " << device.comm_timeout
-     << "\npeak_tflops = " << optim_toml_float(device.peak_tflops) << "\n";
-  return os.str();
+  std::string out = "# resolved config: every key spelled out (docs/config.md)\n";
+  for (const RunConfigSection& s : run_config_sections()) {
+    out += "\n";
+    out += s.write(*this);
+  }
+  return out;
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {

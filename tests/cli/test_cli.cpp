@@ -141,4 +141,13 @@ TEST(Cli, BadInputGivesOneErrorLine) {
   }
 }
 
+// The hint of an error follows it on the same line.
+TEST(Cli, UnknownKeyErrorSuggestsTheClosestKey) {
+  const std::string typo = write_config("typo", "[model]\nn_layers = 2\n");
+  Result r = run("model-info --config " + typo);
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.out, "muongpt: error: " + typo +
+                       ": [model] unknown key 'n_layers' (did you mean 'n_layer'?)\n");
+}
+
 }  // namespace
