@@ -30,12 +30,13 @@ std::string shown_value(const AttnScale& v);
       positive() & at_most(65536).says("must fit uint16 token ids (<= 65536)"),                \
       "V, the real vocabulary (GPT-2 BPE)")                                                    \
   KEY(int64_t, vocab_multiple, 128, positive(), "embed/head rows: V rounded up to a multiple") \
-  KEY(int64_t, n_layer, 12, positive(), "transformer blocks")                                  \
-  KEY(int64_t, d_model, 768, positive(), "d, the residual width")                              \
+  KEY(int64_t, n_layer, 12, positive() & at_most(4096), "transformer blocks")                  \
+  KEY(int64_t, d_model, 768, positive() & at_most(65536), "d, the residual width")             \
   KEY(int64_t, d_head, 128, positive() & multiple_of(4).note("half-truncated RoPE"),           \
       "per-head width: H = d / d_head heads")                                                  \
-  KEY(int64_t, mlp_ratio, 4, positive(), "MLP hidden width = mlp_ratio * d")                   \
-  KEY(int64_t, seq_len, 1024, positive(), "longest sequence (RoPE table length)")              \
+  KEY(int64_t, mlp_ratio, 4, positive() & at_most(64), "MLP hidden width = mlp_ratio * d")     \
+  KEY(int64_t, seq_len, 1024, positive() & at_most(1 << 20),                                   \
+      "longest sequence (RoPE table length)")                                                  \
   KEY(double, norm_eps, 1e-6, positive(), "RMSNorm epsilon")                                   \
   KEY(bool, norm_gains, false, {}, "learned gains on attn_norm, mlp_norm, final_norm")         \
   KEY(AttnScale, attn_scale, AttnScale{0.12}, positive_scale(),                                \
