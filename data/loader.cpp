@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/rng.h"
 
 namespace muongpt {
@@ -66,6 +67,7 @@ struct ShardSet {
   int64_t total = 0;
 
   explicit ShardSet(const std::string& pattern) : files(expand_glob(pattern)) {
+    raise_open_file_limit(static_cast<int64_t>(files.size()));  // each Shard keeps its file open
     shards.reserve(files.size());
     for (const std::string& f : files) {
       shards.emplace_back(f);
@@ -107,15 +109,18 @@ int shard_at(const EpochOrder& o, int64_t p) {
   return static_cast<int>(it - o.starts.begin()) - 1;
 }
 
-// out[0, n) = stream tokens [p, p + n), as int32.
-void copy_tokens(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n, int32_t* out) {
+// out[0, n) = stream tokens [p, p + n), as int32: one read per shard the run touches, through
+// `buf` (grown as needed, so that a loader reuses one).
+void copy_tokens(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n, int32_t* out,
+                 std::vector<uint16_t>& buf) {
+  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
   int i = shard_at(o, p);
   while (n > 0) {
     const Shard& s = set.shards[o.perm[i]];
     const int64_t local = p - o.starts[i];
     const int64_t take = std::min(n, s.size() - local);
-    const uint16_t* t = s.tokens() + local;
-    for (int64_t k = 0; k < take; ++k) out[k] = t[k];
+    s.read(local, take, buf.data());
+    std::copy(buf.begin(), buf.begin() + take, out);
     out += take;
     p += take;
     n -= take;
@@ -123,14 +128,20 @@ void copy_tokens(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n,
   }
 }
 
-// The first position q >= p holding EOT, or set.total when there is none.
-int64_t next_eot(const ShardSet& set, const EpochOrder& o, int64_t p) {
+// The first position q >= p holding EOT, or set.total when there is none. Reads 8 kB at a time
+// (FineWeb's documents average about a thousand tokens).
+int64_t next_eot(const ShardSet& set, const EpochOrder& o, int64_t p, std::vector<uint16_t>& buf) {
+  constexpr int64_t kChunk = 4096;
   if (p >= set.total) return set.total;
+  if (buf.size() < static_cast<size_t>(kChunk)) buf.resize(kChunk);
   for (int i = shard_at(o, p); i < static_cast<int>(o.perm.size()); ++i) {
     const Shard& s = set.shards[o.perm[i]];
-    const uint16_t* t = s.tokens();
-    for (int64_t k = std::max<int64_t>(p - o.starts[i], 0); k < s.size(); ++k)
-      if (t[k] == kEot) return o.starts[i] + k;
+    for (int64_t k = std::max<int64_t>(p - o.starts[i], 0); k < s.size(); k += kChunk) {
+      const int64_t n = std::min(kChunk, s.size() - k);
+      s.read(k, n, buf.data());
+      const auto hit = std::find(buf.begin(), buf.begin() + n, static_cast<uint16_t>(kEot));
+      if (hit != buf.begin() + n) return o.starts[i] + k + (hit - buf.begin());
+    }
   }
   return set.total;
 }
@@ -151,7 +162,9 @@ struct Prepared {
 struct DataLoader::Impl {
   LoaderOptions opt;
   ShardSet set;
-  std::map<int64_t, EpochOrder> orders;  // used by the one thread that computes batches
+  // Used by the one thread that computes batches.
+  std::map<int64_t, EpochOrder> orders;
+  std::vector<uint16_t> scratch;
 
   // Shared with the prefetch thread, under mu.
   mutable std::mutex mu;
@@ -178,7 +191,8 @@ struct DataLoader::Impl {
     const int64_t need = opt.seq + 1;
     for (;;) {
       const EpochOrder& o = order(c.epoch);
-      const int64_t s = opt.mode == SampleMode::contiguous ? c.offset : next_eot(set, o, c.offset);
+      const int64_t s =
+          opt.mode == SampleMode::contiguous ? c.offset : next_eot(set, o, c.offset, scratch);
       if (s + need <= set.total) return s;
       if (c.offset <= o.offset)
         fail(opt.pattern, "epoch ", c.epoch, " has no window of ", need,
@@ -200,7 +214,8 @@ struct DataLoader::Impl {
       const int64_t s = locate(c);
       const EpochOrder& o = order(c.epoch);
       if (c.epoch > 0 && c.offset == o.offset) p.epochs_begun.push_back(c.epoch);
-      if (k >= first && k < last) copy_tokens(set, o, s, W, p.tokens.data() + (k - first) * W);
+      if (k >= first && k < last)
+        copy_tokens(set, o, s, W, p.tokens.data() + (k - first) * W, scratch);
       c.offset = s + opt.seq;
     }
     locate(c);  // so that position() and epoch() name the epoch the next window is in
@@ -390,9 +405,10 @@ void ValLoader::batch(int64_t i, int32_t* tokens) const {
   const Impl& m = *impl_;
   if (i < 0 || i >= m.batches)
     fail("val loader", "batch ", i, " is out of range [0, ", m.batches, ")");
+  std::vector<uint16_t> buf;  // per call: batch() is const and may run on several threads
   for (int64_t j = 0; j < m.batch; ++j) {
     const int64_t k = (i * m.batch + j) * m.world + m.rank;
-    copy_tokens(m.set, m.order, k * m.seq, m.seq + 1, tokens + j * (m.seq + 1));
+    copy_tokens(m.set, m.order, k * m.seq, m.seq + 1, tokens + j * (m.seq + 1), buf);
   }
 }
 

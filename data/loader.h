@@ -6,6 +6,9 @@
 // concatenated in rank order, are the batch of a 1-rank loader with batch N·B, and the stream
 // does not depend on N or B. Windows cross shard boundaries; when the stream runs out the next
 // epoch begins (a deterministic function of the seed and the epoch number).
+//
+// Shards are read with pread(2) from open files, so a shard truncated under a running job is an
+// Error thrown by next() or batch() on the caller's thread, never a signal.
 #pragma once
 
 #include <cstdint>
@@ -71,7 +74,8 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  // Fills tokens [B, T+1] (int32): inputs are [:, :T], targets [:, 1:].
+  // Fills tokens [B, T+1] (int32): inputs are [:, :T], targets [:, 1:]. A read error (a shard
+  // that shrank since it was opened, say) is thrown here, also when the prefetch thread met it.
   void next(int32_t* tokens);
   // Position of the next batch next() returns (not of one the prefetch thread already holds).
   LoaderPosition position() const;
@@ -101,6 +105,7 @@ class ValLoader {
   ValLoader(ValLoader&&) noexcept;
   ValLoader& operator=(ValLoader&&) noexcept;
   int64_t num_batches() const;
+  // Fills batch i; a read error (a shard that shrank since it was opened) is thrown here.
   void batch(int64_t i, int32_t* tokens /* [B, T+1] */) const;
   int64_t windows() const;  // windows before the split: min(val_tokens, tokens - 1) / T
 
