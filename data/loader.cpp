@@ -109,18 +109,14 @@ int shard_at(const EpochOrder& o, int64_t p) {
   return static_cast<int>(it - o.starts.begin()) - 1;
 }
 
-// out[0, n) = stream tokens [p, p + n), as int32: one read per shard the run touches, through
-// `buf` (grown as needed, so that a loader reuses one).
-void copy_tokens(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n, int32_t* out,
-                 std::vector<uint16_t>& buf) {
-  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
+// out[0, n) = stream tokens [p, p + n): one read per shard the run touches.
+void read_stream(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n, uint16_t* out) {
   int i = shard_at(o, p);
   while (n > 0) {
     const Shard& s = set.shards[o.perm[i]];
     const int64_t local = p - o.starts[i];
     const int64_t take = std::min(n, s.size() - local);
-    s.read(local, take, buf.data());
-    std::copy(buf.begin(), buf.begin() + take, out);
+    s.read(local, take, out);
     out += take;
     p += take;
     n -= take;
@@ -128,20 +124,46 @@ void copy_tokens(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n,
   }
 }
 
-// The first position q >= p holding EOT, or set.total when there is none. Reads 8 kB at a time
-// (FineWeb's documents average about a thousand tokens).
-int64_t next_eot(const ShardSet& set, const EpochOrder& o, int64_t p, std::vector<uint16_t>& buf) {
-  constexpr int64_t kChunk = 4096;
-  if (p >= set.total) return set.total;
-  if (buf.size() < static_cast<size_t>(kChunk)) buf.resize(kChunk);
-  for (int i = shard_at(o, p); i < static_cast<int>(o.perm.size()); ++i) {
-    const Shard& s = set.shards[o.perm[i]];
-    for (int64_t k = std::max<int64_t>(p - o.starts[i], 0); k < s.size(); k += kChunk) {
-      const int64_t n = std::min(kChunk, s.size() - k);
-      s.read(k, n, buf.data());
-      const auto hit = std::find(buf.begin(), buf.begin() + n, static_cast<uint16_t>(kEot));
-      if (hit != buf.begin() + n) return o.starts[i] + k + (hit - buf.begin());
+// Reads of an epoch's stream through a buffer. The sequential modes ask for read-ahead, so that
+// a batch costs a few large reads rather than one or two per window (a system call each); a
+// file that shrinks is then noticed at the next refill.
+class StreamReader {
+ public:
+  explicit StreamReader(const ShardSet& set) : set_(set) {}
+
+  // Tokens [p, p + n) of epoch `epoch`'s stream (order o), valid until the next call; a refill
+  // reads at least `ahead` tokens (fewer at the end of the stream).
+  const uint16_t* get(const EpochOrder& o, int64_t epoch, int64_t p, int64_t n, int64_t ahead) {
+    if (epoch != epoch_ || p < begin_ || p + n > end_) {
+      const int64_t len = std::min(set_.total - p, std::max(n, ahead));
+      if (buf_.size() < static_cast<size_t>(len)) buf_.resize(static_cast<size_t>(len));
+      epoch_ = -1;  // until the read succeeds
+      read_stream(set_, o, p, len, buf_.data());
+      epoch_ = epoch;
+      begin_ = p;
+      end_ = p + len;
     }
+    return buf_.data() + (p - begin_);
+  }
+
+ private:
+  const ShardSet& set_;
+  std::vector<uint16_t> buf_;
+  int64_t epoch_ = -1, begin_ = 0, end_ = 0;
+};
+
+// Read-ahead of the sequential modes, in tokens (256 kB).
+constexpr int64_t kReadAhead = int64_t(1) << 17;
+
+// The first position q >= p holding EOT, or set.total when there is none.
+int64_t next_eot(const ShardSet& set, StreamReader& reader, const EpochOrder& o, int64_t epoch,
+                 int64_t p, int64_t ahead) {
+  constexpr int64_t kStep = 4096;
+  for (; p < set.total; p += kStep) {
+    const int64_t n = std::min(kStep, set.total - p);
+    const uint16_t* t = reader.get(o, epoch, p, n, ahead);
+    const uint16_t* hit = std::find(t, t + n, static_cast<uint16_t>(kEot));
+    if (hit != t + n) return p + (hit - t);
   }
   return set.total;
 }
@@ -164,7 +186,8 @@ struct DataLoader::Impl {
   ShardSet set;
   // Used by the one thread that computes batches.
   std::map<int64_t, EpochOrder> orders;
-  std::vector<uint16_t> scratch;
+  StreamReader reader{set};
+  int64_t ahead = 0;  // tokens a refill reads
 
   // Shared with the prefetch thread, under mu.
   mutable std::mutex mu;
@@ -177,7 +200,13 @@ struct DataLoader::Impl {
   bool stop = false;
   std::thread worker;
 
-  explicit Impl(const LoaderOptions& o) : opt(o), set(o.pattern) {}
+  // contiguous: this rank's windows of a call are one run of B·T + 1 tokens; bos-aligned scans
+  // every rank's windows.
+  explicit Impl(const LoaderOptions& o)
+      : opt(o),
+        set(o.pattern),
+        ahead(o.mode == SampleMode::contiguous ? std::min(kReadAhead, o.batch * o.seq + 1)
+                                               : kReadAhead) {}
 
   const EpochOrder& order(int64_t epoch) {
     auto it = orders.find(epoch);
@@ -191,8 +220,9 @@ struct DataLoader::Impl {
     const int64_t need = opt.seq + 1;
     for (;;) {
       const EpochOrder& o = order(c.epoch);
-      const int64_t s =
-          opt.mode == SampleMode::contiguous ? c.offset : next_eot(set, o, c.offset, scratch);
+      const int64_t s = opt.mode == SampleMode::contiguous
+                            ? c.offset
+                            : next_eot(set, reader, o, c.epoch, c.offset, ahead);
       if (s + need <= set.total) return s;
       if (c.offset <= o.offset)
         fail(opt.pattern, "epoch ", c.epoch, " has no window of ", need,
@@ -214,8 +244,10 @@ struct DataLoader::Impl {
       const int64_t s = locate(c);
       const EpochOrder& o = order(c.epoch);
       if (c.epoch > 0 && c.offset == o.offset) p.epochs_begun.push_back(c.epoch);
-      if (k >= first && k < last)
-        copy_tokens(set, o, s, W, p.tokens.data() + (k - first) * W, scratch);
+      if (k >= first && k < last) {
+        const uint16_t* t = reader.get(o, c.epoch, s, W, ahead);
+        std::copy(t, t + W, p.tokens.data() + (k - first) * W);
+      }
       c.offset = s + opt.seq;
     }
     locate(c);  // so that position() and epoch() name the epoch the next window is in
@@ -405,10 +437,14 @@ void ValLoader::batch(int64_t i, int32_t* tokens) const {
   const Impl& m = *impl_;
   if (i < 0 || i >= m.batches)
     fail("val loader", "batch ", i, " is out of range [0, ", m.batches, ")");
-  std::vector<uint16_t> buf;  // per call: batch() is const and may run on several threads
+  // A reader per call (batch() is const and may run on several threads). One rank's windows are
+  // consecutive, so it reads the batch's span at once; with more ranks, each window alone.
+  StreamReader reader(m.set);
+  const int64_t W = m.seq + 1, ahead = m.world == 1 ? m.batch * m.seq + 1 : W;
   for (int64_t j = 0; j < m.batch; ++j) {
     const int64_t k = (i * m.batch + j) * m.world + m.rank;
-    copy_tokens(m.set, m.order, k * m.seq, m.seq + 1, tokens + j * (m.seq + 1), buf);
+    const uint16_t* t = reader.get(m.order, 0, k * m.seq, W, ahead);
+    std::copy(t, t + W, tokens + j * W);
   }
 }
 
