@@ -4,7 +4,7 @@
 //
 //   loader_bench DIR [MODE...]   writes DIR/bench_train_00000{1..4}.bin (25M tokens each) and
 //                                DIR/bench_val_000000.bin once, then times each MODE
-//                                (default: contiguous bos-aligned)
+//                                (default: contiguous bos-aligned random)
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -72,9 +72,10 @@ void time_train(const std::string& dir, SampleMode mode, int64_t B, int64_t T, i
     for (int c = 0; c < calls; ++c) dl.next(buf.data());
     best = std::min(best, seconds_since(t0));
   }
-  std::printf("train %-11s B %3lld T %4lld world %d prefetch %d: %8.1f M tokens/s  (%.3f ms/call)\n",
-              sample_mode_name(mode), (long long)B, (long long)T, world, prefetch ? 1 : 0,
-              double(calls) * B * T / best / 1e6, 1e3 * best / calls);
+  std::printf(
+      "train %-11s B %3lld T %4lld world %d prefetch %d: %8.1f M tokens/s  (%.3f ms/call)\n",
+      sample_mode_name(mode), (long long)B, (long long)T, world, prefetch ? 1 : 0,
+      double(calls) * B * T / best / 1e6, 1e3 * best / calls);
 }
 
 void time_val(const std::string& dir, int64_t B, int64_t T) {
@@ -86,9 +87,10 @@ void time_val(const std::string& dir, int64_t B, int64_t T) {
     for (int64_t i = 0; i < v.num_batches(); ++i) v.batch(i, buf.data());
     best = std::min(best, seconds_since(t0));
   }
-  std::printf("val                B %3lld T %4lld                   : %8.1f M tokens/s  (%.3f ms/batch)\n",
-              (long long)B, (long long)T, double(v.num_batches()) * B * T / best / 1e6,
-              1e3 * best / double(v.num_batches()));
+  std::printf(
+      "val                B %3lld T %4lld                   : %8.1f M tokens/s  (%.3f ms/batch)\n",
+      (long long)B, (long long)T, double(v.num_batches()) * B * T / best / 1e6,
+      1e3 * best / double(v.num_batches()));
 }
 
 }  // namespace
@@ -104,7 +106,8 @@ int main(int argc, char** argv) {
     write_shards(dir);
     std::vector<SampleMode> modes;
     for (int i = 2; i < argc; ++i) modes.push_back(parse_sample_mode(argv[i], "loader_bench"));
-    if (modes.empty()) modes = {SampleMode::contiguous, SampleMode::bos_aligned};
+    if (modes.empty())
+      modes = {SampleMode::contiguous, SampleMode::bos_aligned, SampleMode::random};
     for (SampleMode m : modes) {
       time_train(dir, m, 64, 1024, 1, false, 1000);
       time_train(dir, m, 64, 1024, 1, true, 1000);

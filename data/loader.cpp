@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -17,18 +18,28 @@ namespace muongpt {
 using json = nlohmann::json;
 
 const char* sample_mode_name(SampleMode mode) {
-  return mode == SampleMode::contiguous ? "contiguous" : "bos-aligned";
+  switch (mode) {
+    case SampleMode::contiguous:
+      return "contiguous";
+    case SampleMode::bos_aligned:
+      return "bos-aligned";
+    case SampleMode::random:
+      return "random";
+  }
+  return "unknown";
 }
 
 SampleMode parse_sample_mode(const std::string& name, const std::string& where) {
   if (name == "contiguous") return SampleMode::contiguous;
   if (name == "bos-aligned" || name == "bos_aligned") return SampleMode::bos_aligned;
-  fail(where, "unknown sample mode '", name, "' (expected contiguous or bos-aligned)");
+  if (name == "random") return SampleMode::random;
+  fail(where, "unknown sample mode '", name, "' (expected contiguous, bos-aligned or random)");
 }
 
 json LoaderPosition::to_json() const {
-  return json{{"epoch", epoch}, {"offset", offset}, {"mode", sample_mode_name(mode)}, {"seq", seq},
-              {"seed", seed},   {"files", files},   {"total_tokens", total_tokens}};
+  return json{
+      {"epoch", epoch}, {"offset", offset}, {"window", window}, {"mode", sample_mode_name(mode)},
+      {"seq", seq},     {"seed", seed},     {"files", files},   {"total_tokens", total_tokens}};
 }
 
 LoaderPosition LoaderPosition::from_json(const json& j, const std::string& where) {
@@ -54,6 +65,8 @@ LoaderPosition LoaderPosition::from_json(const json& j, const std::string& where
   if (!j.contains("mode") || !j.at("mode").is_string())
     fail(where, "loader position has no string 'mode'");
   p.mode = parse_sample_mode(j.at("mode").get<std::string>(), where);
+  // Positions saved before the random mode existed have no "window"; that mode needs it.
+  if (j.contains("window") || p.mode == SampleMode::random) p.window = integer("window");
   p.source = where;
   return p;
 }
@@ -168,9 +181,12 @@ int64_t next_eot(const ShardSet& set, StreamReader& reader, const EpochOrder& o,
   return set.total;
 }
 
+// Where the stream stands. contiguous and bos-aligned: (epoch, offset); random: the index of
+// the next window, with its epoch.
 struct Cursor {
   int64_t epoch = 0;
   int64_t offset = 0;
+  int64_t window = 0;
 };
 
 struct Prepared {
@@ -215,8 +231,22 @@ struct DataLoader::Impl {
     return orders.emplace(epoch, make_order(set, epoch, opt.seed, opt.seq)).first->second;
   }
 
+  // random: the epoch of window w, floor(w·T / total) (T new tokens per window, as contiguous).
+  int64_t random_epoch(int64_t w) const { return w * opt.seq / set.total; }
+
+  // random: window w's start, uniform over the total - T starts that leave room for T+1 tokens.
+  // Element w of a SplitMix64 sequence keyed by the seed, so that any window is computed
+  // directly; the modulo's bias is below starts / 2^64. The key's constant (√2's fraction bits)
+  // keeps these draws apart from the epoch shuffles of the same seed.
+  int64_t random_start(int64_t w) const {
+    const uint64_t key = opt.seed ^ 0x6A09E667F3BCC908ull;
+    const uint64_t starts = static_cast<uint64_t>(set.total - opt.seq);
+    return static_cast<int64_t>(splitmix64_at(key, static_cast<uint64_t>(w)) % starts);
+  }
+
   // Moves c to the epoch that holds its next window and returns that window's start.
   int64_t locate(Cursor& c) {
+    if (opt.mode == SampleMode::random) return random_start(c.window);
     const int64_t need = opt.seq + 1;
     for (;;) {
       const EpochOrder& o = order(c.epoch);
@@ -239,6 +269,20 @@ struct DataLoader::Impl {
     p.tokens.resize(static_cast<size_t>(B * W));
     const int64_t first = int64_t(opt.rank) * B, last = first + B;
     const int64_t global = int64_t(opt.world) * B;
+    if (opt.mode == SampleMode::random) {
+      // Windows [w0, w0 + global) of the stream; only this rank's need computing. Each is one
+      // read (no read-ahead: the next window is elsewhere).
+      const int64_t w0 = start.window;
+      for (int64_t k = first; k < last; ++k) {
+        const uint16_t* t = reader.get(order(0), 0, random_start(w0 + k), W, W);
+        std::copy(t, t + W, p.tokens.data() + (k - first) * W);
+      }
+      const int64_t before = w0 == 0 ? 0 : random_epoch(w0 - 1);
+      for (int64_t e = before + 1; e <= random_epoch(w0 + global - 1); ++e)
+        p.epochs_begun.push_back(e);
+      p.end = Cursor{random_epoch(w0 + global), 0, w0 + global};
+      return p;
+    }
     Cursor c = start;
     for (int64_t k = 0; k < global; ++k) {
       const int64_t s = locate(c);
@@ -286,6 +330,7 @@ struct DataLoader::Impl {
     LoaderPosition p;
     p.epoch = c.epoch;
     p.offset = c.offset;
+    p.window = c.window;
     p.mode = opt.mode;
     p.seq = opt.seq;
     p.seed = opt.seed;
@@ -363,10 +408,19 @@ void DataLoader::restore(const LoaderPosition& p) {
   if (p.files != mine.files) mismatch("files", p.files, mine.files);
   if (p.total_tokens != mine.total_tokens)
     mismatch("total_tokens", p.total_tokens, mine.total_tokens);
-  if (p.epoch < 0 || p.offset < 0 || p.offset > m.set.total)
+  if (m.opt.mode == SampleMode::random) {
+    // The window index is the position; epoch and offset must agree with it. The bound leaves
+    // w·T (the epoch's numerator) room to grow for as many windows again.
+    const int64_t max_window = std::numeric_limits<int64_t>::max() / m.opt.seq / 2;
+    if (p.window < 0 || p.window > max_window || p.offset != 0 ||
+        p.epoch != m.random_epoch(p.window))
+      fail(where, "loader position window ", p.window, " epoch ", p.epoch, " offset ", p.offset,
+           " is out of range or inconsistent");
+  } else if (p.epoch < 0 || p.offset < 0 || p.offset > m.set.total || p.window != 0) {
     fail(where, "loader position epoch ", p.epoch, " offset ", p.offset, " is out of range");
+  }
   std::lock_guard<std::mutex> lock(m.mu);
-  m.pos = Cursor{p.epoch, p.offset};
+  m.pos = Cursor{p.epoch, p.offset, p.window};
   m.ready = false;
   m.error = nullptr;
   ++m.generation;
