@@ -140,6 +140,23 @@ TEST_F(ShardTest, TokenIdsAreCheckedOnRequest) {
   EXPECT_EQ(st.first_out_of_vocab_id, 50257);
 }
 
+// Whole-shard scans read in chunks of 2^21 tokens: positions past the first chunk are right.
+TEST_F(ShardTest, ScansPastTheFirstReadChunk) {
+  const int64_t n = (int64_t(1) << 21) + 5;
+  std::vector<uint16_t> t(static_cast<size_t>(n), 7);
+  t[static_cast<size_t>(n - 3)] = 60001;
+  t[static_cast<size_t>(n - 1)] = kEot;
+  const std::string p = write_tokens("big.bin", t);
+  Shard s(p);
+  EXPECT_EQ(error_of([&] { s.check_tokens(); }),
+            p + ": token id 60001 at position 2097154 is outside the vocabulary (ids < 50257)");
+  const ShardStats st = shard_stats(s);
+  EXPECT_EQ(st.first_out_of_vocab, n - 3);
+  EXPECT_EQ(st.first_out_of_vocab_id, 60001);
+  EXPECT_EQ(st.documents, 1);
+  EXPECT_EQ(st.top[0], std::make_pair(int32_t(7), n - 2));
+}
+
 TEST_F(ShardTest, StatsCountDocumentsAndTopTokens) {
   // Three documents: EOT a a a b | EOT a c | EOT
   const std::vector<uint16_t> t = {kEot, 7, 7, 7, 9, kEot, 7, 11, kEot};
