@@ -9,16 +9,19 @@
 
 namespace muongpt {
 
+// Element i (from 0) of the SplitMix64 sequence of `seed` (Steele, Lea and Flood, 2014). It is
+// counter-based: any element is computed directly, without the ones before it.
+inline uint64_t splitmix64_at(uint64_t seed, uint64_t i) {
+  uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 class Rng {
  public:
   explicit Rng(uint64_t seed = 0) {
-    for (auto& w : state_) {  // splitmix64
-      seed += 0x9e3779b97f4a7c15ull;
-      uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      w = z ^ (z >> 31);
-    }
+    for (int k = 0; k < 4; ++k) state_[k] = splitmix64_at(seed, static_cast<uint64_t>(k));
   }
 
   uint64_t next_u64() {

@@ -4,11 +4,13 @@
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/rng.h"
 
 namespace muongpt {
@@ -16,18 +18,28 @@ namespace muongpt {
 using json = nlohmann::json;
 
 const char* sample_mode_name(SampleMode mode) {
-  return mode == SampleMode::contiguous ? "contiguous" : "bos-aligned";
+  switch (mode) {
+    case SampleMode::contiguous:
+      return "contiguous";
+    case SampleMode::bos_aligned:
+      return "bos-aligned";
+    case SampleMode::random:
+      return "random";
+  }
+  return "unknown";
 }
 
 SampleMode parse_sample_mode(const std::string& name, const std::string& where) {
   if (name == "contiguous") return SampleMode::contiguous;
   if (name == "bos-aligned" || name == "bos_aligned") return SampleMode::bos_aligned;
-  fail(where, "unknown sample mode '", name, "' (expected contiguous or bos-aligned)");
+  if (name == "random") return SampleMode::random;
+  fail(where, "unknown sample mode '", name, "' (expected contiguous, bos-aligned or random)");
 }
 
 json LoaderPosition::to_json() const {
-  return json{{"epoch", epoch}, {"offset", offset}, {"mode", sample_mode_name(mode)}, {"seq", seq},
-              {"seed", seed},   {"files", files},   {"total_tokens", total_tokens}};
+  return json{
+      {"epoch", epoch}, {"offset", offset}, {"window", window}, {"mode", sample_mode_name(mode)},
+      {"seq", seq},     {"seed", seed},     {"files", files},   {"total_tokens", total_tokens}};
 }
 
 LoaderPosition LoaderPosition::from_json(const json& j, const std::string& where) {
@@ -53,6 +65,8 @@ LoaderPosition LoaderPosition::from_json(const json& j, const std::string& where
   if (!j.contains("mode") || !j.at("mode").is_string())
     fail(where, "loader position has no string 'mode'");
   p.mode = parse_sample_mode(j.at("mode").get<std::string>(), where);
+  // Positions saved before the random mode existed have no "window"; that mode needs it.
+  if (j.contains("window") || p.mode == SampleMode::random) p.window = integer("window");
   p.source = where;
   return p;
 }
@@ -66,6 +80,7 @@ struct ShardSet {
   int64_t total = 0;
 
   explicit ShardSet(const std::string& pattern) : files(expand_glob(pattern)) {
+    raise_open_file_limit(static_cast<int64_t>(files.size()));  // each Shard keeps its file open
     shards.reserve(files.size());
     for (const std::string& f : files) {
       shards.emplace_back(f);
@@ -107,15 +122,14 @@ int shard_at(const EpochOrder& o, int64_t p) {
   return static_cast<int>(it - o.starts.begin()) - 1;
 }
 
-// out[0, n) = stream tokens [p, p + n), as int32.
-void copy_tokens(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n, int32_t* out) {
+// out[0, n) = stream tokens [p, p + n): one read per shard the run touches.
+void read_stream(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n, uint16_t* out) {
   int i = shard_at(o, p);
   while (n > 0) {
     const Shard& s = set.shards[o.perm[i]];
     const int64_t local = p - o.starts[i];
     const int64_t take = std::min(n, s.size() - local);
-    const uint16_t* t = s.tokens() + local;
-    for (int64_t k = 0; k < take; ++k) out[k] = t[k];
+    s.read(local, take, out);
     out += take;
     p += take;
     n -= take;
@@ -123,21 +137,56 @@ void copy_tokens(const ShardSet& set, const EpochOrder& o, int64_t p, int64_t n,
   }
 }
 
+// Reads of an epoch's stream through a buffer. The sequential modes ask for read-ahead, so that
+// a batch costs a few large reads rather than one or two per window (a system call each); a
+// file that shrinks is then noticed at the next refill.
+class StreamReader {
+ public:
+  explicit StreamReader(const ShardSet& set) : set_(set) {}
+
+  // Tokens [p, p + n) of epoch `epoch`'s stream (order o), valid until the next call; a refill
+  // reads at least `ahead` tokens (fewer at the end of the stream).
+  const uint16_t* get(const EpochOrder& o, int64_t epoch, int64_t p, int64_t n, int64_t ahead) {
+    if (epoch != epoch_ || p < begin_ || p + n > end_) {
+      const int64_t len = std::min(set_.total - p, std::max(n, ahead));
+      if (buf_.size() < static_cast<size_t>(len)) buf_.resize(static_cast<size_t>(len));
+      epoch_ = -1;  // until the read succeeds
+      read_stream(set_, o, p, len, buf_.data());
+      epoch_ = epoch;
+      begin_ = p;
+      end_ = p + len;
+    }
+    return buf_.data() + (p - begin_);
+  }
+
+ private:
+  const ShardSet& set_;
+  std::vector<uint16_t> buf_;
+  int64_t epoch_ = -1, begin_ = 0, end_ = 0;
+};
+
+// Read-ahead of the sequential modes, in tokens (256 kB).
+constexpr int64_t kReadAhead = int64_t(1) << 17;
+
 // The first position q >= p holding EOT, or set.total when there is none.
-int64_t next_eot(const ShardSet& set, const EpochOrder& o, int64_t p) {
-  if (p >= set.total) return set.total;
-  for (int i = shard_at(o, p); i < static_cast<int>(o.perm.size()); ++i) {
-    const Shard& s = set.shards[o.perm[i]];
-    const uint16_t* t = s.tokens();
-    for (int64_t k = std::max<int64_t>(p - o.starts[i], 0); k < s.size(); ++k)
-      if (t[k] == kEot) return o.starts[i] + k;
+int64_t next_eot(const ShardSet& set, StreamReader& reader, const EpochOrder& o, int64_t epoch,
+                 int64_t p, int64_t ahead) {
+  constexpr int64_t kStep = 4096;
+  for (; p < set.total; p += kStep) {
+    const int64_t n = std::min(kStep, set.total - p);
+    const uint16_t* t = reader.get(o, epoch, p, n, ahead);
+    const uint16_t* hit = std::find(t, t + n, static_cast<uint16_t>(kEot));
+    if (hit != t + n) return p + (hit - t);
   }
   return set.total;
 }
 
+// Where the stream stands. contiguous and bos-aligned: (epoch, offset); random: the index of
+// the next window, with its epoch.
 struct Cursor {
   int64_t epoch = 0;
   int64_t offset = 0;
+  int64_t window = 0;
 };
 
 struct Prepared {
@@ -151,7 +200,10 @@ struct Prepared {
 struct DataLoader::Impl {
   LoaderOptions opt;
   ShardSet set;
-  std::map<int64_t, EpochOrder> orders;  // used by the one thread that computes batches
+  // Used by the one thread that computes batches.
+  std::map<int64_t, EpochOrder> orders;
+  StreamReader reader{set};
+  int64_t ahead = 0;  // tokens a refill reads
 
   // Shared with the prefetch thread, under mu.
   mutable std::mutex mu;
@@ -164,7 +216,13 @@ struct DataLoader::Impl {
   bool stop = false;
   std::thread worker;
 
-  explicit Impl(const LoaderOptions& o) : opt(o), set(o.pattern) {}
+  // contiguous: this rank's windows of a call are one run of B·T + 1 tokens; bos-aligned scans
+  // every rank's windows.
+  explicit Impl(const LoaderOptions& o)
+      : opt(o),
+        set(o.pattern),
+        ahead(o.mode == SampleMode::contiguous ? std::min(kReadAhead, o.batch * o.seq + 1)
+                                               : kReadAhead) {}
 
   const EpochOrder& order(int64_t epoch) {
     auto it = orders.find(epoch);
@@ -173,12 +231,28 @@ struct DataLoader::Impl {
     return orders.emplace(epoch, make_order(set, epoch, opt.seed, opt.seq)).first->second;
   }
 
+  // random: the epoch of window w, floor(w·T / total) (T new tokens per window, as contiguous).
+  int64_t random_epoch(int64_t w) const { return w * opt.seq / set.total; }
+
+  // random: window w's start, uniform over the total - T starts that leave room for T+1 tokens.
+  // Element w of a SplitMix64 sequence keyed by the seed, so that any window is computed
+  // directly; the modulo's bias is below starts / 2^64. The key's constant (√2's fraction bits)
+  // keeps these draws apart from the epoch shuffles of the same seed.
+  int64_t random_start(int64_t w) const {
+    const uint64_t key = opt.seed ^ 0x6A09E667F3BCC908ull;
+    const uint64_t starts = static_cast<uint64_t>(set.total - opt.seq);
+    return static_cast<int64_t>(splitmix64_at(key, static_cast<uint64_t>(w)) % starts);
+  }
+
   // Moves c to the epoch that holds its next window and returns that window's start.
   int64_t locate(Cursor& c) {
+    if (opt.mode == SampleMode::random) return random_start(c.window);
     const int64_t need = opt.seq + 1;
     for (;;) {
       const EpochOrder& o = order(c.epoch);
-      const int64_t s = opt.mode == SampleMode::contiguous ? c.offset : next_eot(set, o, c.offset);
+      const int64_t s = opt.mode == SampleMode::contiguous
+                            ? c.offset
+                            : next_eot(set, reader, o, c.epoch, c.offset, ahead);
       if (s + need <= set.total) return s;
       if (c.offset <= o.offset)
         fail(opt.pattern, "epoch ", c.epoch, " has no window of ", need,
@@ -195,12 +269,29 @@ struct DataLoader::Impl {
     p.tokens.resize(static_cast<size_t>(B * W));
     const int64_t first = int64_t(opt.rank) * B, last = first + B;
     const int64_t global = int64_t(opt.world) * B;
+    if (opt.mode == SampleMode::random) {
+      // Windows [w0, w0 + global) of the stream; only this rank's need computing. Each is one
+      // read (no read-ahead: the next window is elsewhere).
+      const int64_t w0 = start.window;
+      for (int64_t k = first; k < last; ++k) {
+        const uint16_t* t = reader.get(order(0), 0, random_start(w0 + k), W, W);
+        std::copy(t, t + W, p.tokens.data() + (k - first) * W);
+      }
+      const int64_t before = w0 == 0 ? 0 : random_epoch(w0 - 1);
+      for (int64_t e = before + 1; e <= random_epoch(w0 + global - 1); ++e)
+        p.epochs_begun.push_back(e);
+      p.end = Cursor{random_epoch(w0 + global), 0, w0 + global};
+      return p;
+    }
     Cursor c = start;
     for (int64_t k = 0; k < global; ++k) {
       const int64_t s = locate(c);
       const EpochOrder& o = order(c.epoch);
       if (c.epoch > 0 && c.offset == o.offset) p.epochs_begun.push_back(c.epoch);
-      if (k >= first && k < last) copy_tokens(set, o, s, W, p.tokens.data() + (k - first) * W);
+      if (k >= first && k < last) {
+        const uint16_t* t = reader.get(o, c.epoch, s, W, ahead);
+        std::copy(t, t + W, p.tokens.data() + (k - first) * W);
+      }
       c.offset = s + opt.seq;
     }
     locate(c);  // so that position() and epoch() name the epoch the next window is in
@@ -239,6 +330,7 @@ struct DataLoader::Impl {
     LoaderPosition p;
     p.epoch = c.epoch;
     p.offset = c.offset;
+    p.window = c.window;
     p.mode = opt.mode;
     p.seq = opt.seq;
     p.seed = opt.seed;
@@ -316,10 +408,19 @@ void DataLoader::restore(const LoaderPosition& p) {
   if (p.files != mine.files) mismatch("files", p.files, mine.files);
   if (p.total_tokens != mine.total_tokens)
     mismatch("total_tokens", p.total_tokens, mine.total_tokens);
-  if (p.epoch < 0 || p.offset < 0 || p.offset > m.set.total)
+  if (m.opt.mode == SampleMode::random) {
+    // The window index is the position; epoch and offset must agree with it. The bound leaves
+    // w·T (the epoch's numerator) room to grow for as many windows again.
+    const int64_t max_window = std::numeric_limits<int64_t>::max() / m.opt.seq / 2;
+    if (p.window < 0 || p.window > max_window || p.offset != 0 ||
+        p.epoch != m.random_epoch(p.window))
+      fail(where, "loader position window ", p.window, " epoch ", p.epoch, " offset ", p.offset,
+           " is out of range or inconsistent");
+  } else if (p.epoch < 0 || p.offset < 0 || p.offset > m.set.total || p.window != 0) {
     fail(where, "loader position epoch ", p.epoch, " offset ", p.offset, " is out of range");
+  }
   std::lock_guard<std::mutex> lock(m.mu);
-  m.pos = Cursor{p.epoch, p.offset};
+  m.pos = Cursor{p.epoch, p.offset, p.window};
   m.ready = false;
   m.error = nullptr;
   ++m.generation;
@@ -390,9 +491,14 @@ void ValLoader::batch(int64_t i, int32_t* tokens) const {
   const Impl& m = *impl_;
   if (i < 0 || i >= m.batches)
     fail("val loader", "batch ", i, " is out of range [0, ", m.batches, ")");
+  // A reader per call (batch() is const and may run on several threads). One rank's windows are
+  // consecutive, so it reads the batch's span at once; with more ranks, each window alone.
+  StreamReader reader(m.set);
+  const int64_t W = m.seq + 1, ahead = m.world == 1 ? m.batch * m.seq + 1 : W;
   for (int64_t j = 0; j < m.batch; ++j) {
     const int64_t k = (i * m.batch + j) * m.world + m.rank;
-    copy_tokens(m.set, m.order, k * m.seq, m.seq + 1, tokens + j * (m.seq + 1));
+    const uint16_t* t = reader.get(m.order, 0, k * m.seq, W, ahead);
+    std::copy(t, t + W, tokens + j * W);
   }
 }
 

@@ -1,9 +1,6 @@
 #include "data/shard.h"
 
-#include <fcntl.h>
 #include <glob.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,11 +11,12 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace muongpt {
 
 static_assert(std::endian::native == std::endian::little,
-              "shards are little-endian; this reader maps them directly");
+              "shards are little-endian; this reader copies their bytes as they are");
 
 namespace {
 
@@ -28,13 +26,19 @@ int32_t header_word(const uint8_t* header, int i) {
   return v;
 }
 
-// Closes a file descriptor when it goes out of scope.
-struct Fd {
-  int fd;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
+// Tokens per read when a whole shard is scanned (4 MB of buffer).
+constexpr int64_t kScanChunk = int64_t(1) << 21;
+
+// Calls f(first, tokens, n) for consecutive chunks covering the whole shard.
+template <typename F>
+void scan(const Shard& shard, F&& f) {
+  std::vector<uint16_t> buf(static_cast<size_t>(std::min(shard.size(), kScanChunk)));
+  for (int64_t first = 0; first < shard.size(); first += kScanChunk) {
+    const int64_t n = std::min(kScanChunk, shard.size() - first);
+    shard.read(first, n, buf.data());
+    f(first, buf.data(), n);
   }
-};
+}
 
 }  // namespace
 
@@ -59,82 +63,41 @@ int64_t check_shard_header(const std::string& path, const uint8_t* header, int64
   return count;
 }
 
-Shard::Shard(const std::string& path) : path_(path) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) {
-    if (errno == ENOENT) fail(path, "no such file");
-    fail(path, "cannot open: ", std::strerror(errno));
-  }
-  struct stat st;
-  if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat: ", std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail(path, "is a directory, not a shard file");
-  if (!S_ISREG(st.st_mode)) fail(path, "is not a regular file");
-  const int64_t size = st.st_size;
-
+Shard::Shard(const std::string& path) : path_(path), fd_(open_regular_file(path)) {
+  const int64_t size = file_size(fd_.get(), path);
   uint8_t header[kShardHeaderBytes] = {};
   const int64_t want = std::min<int64_t>(size, kShardHeaderBytes);
-  int64_t got = 0;
-  while (got < want) {
-    const ssize_t n = ::pread(f.fd, header + got, static_cast<size_t>(want - got), got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)
-      fail(path, "cannot read the header: ", n < 0 ? std::strerror(errno) : "end of file");
-    got += n;
-  }
+  if (read_at(fd_.get(), path, 0, header, want) != want)
+    fail(path, "the file shrank while its header was read");
   count_ = check_shard_header(path, header, size);
-
-  map_bytes_ = size;
-  void* m = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, f.fd, 0);
-  if (m == MAP_FAILED) fail(path, "cannot memory-map ", size, " bytes: ", std::strerror(errno));
-  map_ = m;
-  tokens_ = reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(m) + kShardHeaderBytes);
 }
 
-Shard::~Shard() {
-  release();
+void Shard::read(int64_t first, int64_t n, uint16_t* out) const {
+  MG_CHECK(first >= 0 && n >= 0 && first + n <= count_, path_, " [", first, ", ", first + n, ")");
+  const int64_t offset = kShardHeaderBytes + 2 * first;
+  const int64_t got = read_at(fd_.get(), path_, offset, out, 2 * n);
+  if (got == 2 * n) return;
+  const int64_t expected = kShardHeaderBytes + 2 * count_;
+  const int64_t now = file_size(fd_.get(), path_);
+  if (now < expected)
+    fail(path_, "the file shrank from ", expected, " to ", now, " bytes while in use");
+  fail(path_, "a read of ", 2 * n, " bytes at byte ", offset, " returned ", got,
+       ": the file changed while in use");
 }
 
-void Shard::release() {
-  if (map_) ::munmap(map_, static_cast<size_t>(map_bytes_));
-  map_ = nullptr;
-  tokens_ = nullptr;
-  map_bytes_ = 0;
-  count_ = 0;
-}
-
-Shard::Shard(Shard&& o) noexcept
-    : path_(std::move(o.path_)),
-      map_(o.map_),
-      map_bytes_(o.map_bytes_),
-      tokens_(o.tokens_),
-      count_(o.count_) {
-  o.map_ = nullptr;
-  o.tokens_ = nullptr;
-  o.map_bytes_ = 0;
-  o.count_ = 0;
-}
-
-Shard& Shard::operator=(Shard&& o) noexcept {
-  if (this != &o) {
-    release();
-    path_ = std::move(o.path_);
-    map_ = o.map_;
-    map_bytes_ = o.map_bytes_;
-    tokens_ = o.tokens_;
-    count_ = o.count_;
-    o.map_ = nullptr;
-    o.tokens_ = nullptr;
-    o.map_bytes_ = 0;
-    o.count_ = 0;
-  }
-  return *this;
+uint16_t Shard::token(int64_t i) const {
+  uint16_t t;
+  read(i, 1, &t);
+  return t;
 }
 
 void Shard::check_tokens(int64_t vocab_size) const {
-  for (int64_t i = 0; i < count_; ++i)
-    if (tokens_[i] >= vocab_size)
-      fail(path_, "token id ", tokens_[i], " at position ", i, " is outside the vocabulary (ids < ",
-           vocab_size, ")");
+  scan(*this, [&](int64_t first, const uint16_t* t, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+      if (t[i] >= vocab_size)
+        fail(path_, "token id ", t[i], " at position ", first + i,
+             " is outside the vocabulary (ids < ", vocab_size, ")");
+  });
 }
 
 void write_shard(const std::string& path, const uint16_t* tokens, int64_t count) {
@@ -142,22 +105,18 @@ void write_shard(const std::string& path, const uint16_t* tokens, int64_t count)
     fail(path, "cannot write ", count, " tokens: a shard holds 0 to ", kShardMaxTokens);
   MG_CHECK(tokens != nullptr || count == 0);
   const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(tmp, "cannot create: ", std::strerror(errno));
   int32_t header[kShardHeaderWords] = {};
   header[0] = kShardMagic;
   header[1] = kShardVersion;
   header[2] = static_cast<int32_t>(count);
-  bool ok = std::fwrite(header, sizeof(header), 1, f) == 1;
-  if (ok && count > 0)
-    ok = std::fwrite(tokens, sizeof(uint16_t), static_cast<size_t>(count), f) ==
-         static_cast<size_t>(count);
-  ok = (std::fflush(f) == 0) && ok;
-  const int err = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
+  FileDescriptor f = create_regular_file(tmp);  // an error here leaves what is at tmp alone
+  try {
+    write_all(f.get(), tmp, header, sizeof(header));
+    write_all(f.get(), tmp, tokens, 2 * count);
+    if (::close(f.release()) != 0) fail(tmp, "write failed: ", std::strerror(errno));
+  } catch (const Error&) {
     std::remove(tmp.c_str());
-    fail(tmp, "write failed: ", std::strerror(err ? err : EIO));
+    throw;
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int e = errno;
@@ -191,16 +150,18 @@ ShardStats shard_stats(const Shard& shard, int64_t vocab_size, int top_k) {
   ShardStats s;
   s.tokens = shard.size();
   std::vector<int64_t> hist(65536, 0);
-  const uint16_t* t = shard.tokens();
-  for (int64_t i = 0; i < s.tokens; ++i) ++hist[t[i]];
+  scan(shard, [&](int64_t first, const uint16_t* t, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) ++hist[t[i]];
+    if (s.first_out_of_vocab < 0)
+      for (int64_t i = 0; i < n; ++i)
+        if (t[i] >= vocab_size) {
+          s.first_out_of_vocab = first + i;
+          s.first_out_of_vocab_id = t[i];
+          break;
+        }
+  });
   s.documents = hist[kEot];
   for (int64_t id = vocab_size; id < 65536; ++id) s.out_of_vocab += hist[id];
-  if (s.out_of_vocab > 0)
-    for (int64_t i = 0; i < s.tokens; ++i)
-      if (t[i] >= vocab_size) {
-        s.first_out_of_vocab = i;
-        break;
-      }
   std::vector<int32_t> ids;
   for (int32_t id = 0; id < 65536; ++id)
     if (hist[id] > 0) ids.push_back(id);

@@ -5,14 +5,17 @@
 //                     [1] = 1 (version), [2] = token count, the rest zero
 //   bytes [1024, ...) `count` little-endian uint16 token ids
 //
-// A Shard validates the header and the file size when it is opened and memory-maps the file;
-// every problem is an Error naming the file. Offsets are 64-bit throughout.
+// A Shard validates the header and the file size when it is opened and reads tokens with pread(2)
+// from the open file; every problem is an Error naming the file. Offsets are 64-bit throughout.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "core/files.h"
 
 namespace muongpt {
 
@@ -31,26 +34,40 @@ int64_t check_shard_header(const std::string& path, const uint8_t* header, int64
 
 class Shard {
  public:
-  // Opens, validates (header and size, not the token values) and memory-maps `path`.
+  // Opens `path` (a regular file; opening never blocks), validates the header and the size (not
+  // the token values) and keeps the file open: reads use pread(2), never a memory mapping, so a
+  // file truncated under a running job is an Error on the reading thread, not a SIGBUS.
   explicit Shard(const std::string& path);
-  ~Shard();
-  Shard(Shard&& other) noexcept;
-  Shard& operator=(Shard&& other) noexcept;
-  Shard(const Shard&) = delete;
-  Shard& operator=(const Shard&) = delete;
+  Shard(Shard&& o) noexcept
+      : path_(std::move(o.path_)), fd_(std::move(o.fd_)), count_(std::exchange(o.count_, 0)) {}
+  Shard& operator=(Shard&& o) noexcept {
+    path_ = std::move(o.path_);
+    fd_ = std::move(o.fd_);
+    count_ = std::exchange(o.count_, 0);
+    return *this;
+  }
 
-  int64_t size() const { return count_; }             // number of tokens
-  const uint16_t* tokens() const { return tokens_; }  // [size()]
+  int64_t size() const { return count_; }  // number of tokens
   const std::string& path() const { return path_; }
+  // Copies tokens [first, first + n) into out (0 <= first, first + n <= size()). A file that
+  // became shorter since it was opened is an Error "<path>: the file shrank from N to M bytes
+  // while in use". Safe to call from several threads.
+  void read(int64_t first, int64_t n, uint16_t* out) const;
+  uint16_t token(int64_t i) const;  // one token (a system call: use read() for runs)
   // Throws Error(path, ...) naming the first token id >= vocab_size and its position.
   void check_tokens(int64_t vocab_size = kGpt2Vocab) const;
 
+  // Transitional, for callers that index `tokens()[i]` (tools/shard_info.cpp): each index reads
+  // one token from the file. New code uses read() or token().
+  struct TokenReader {
+    const Shard* shard;
+    uint16_t operator[](int64_t i) const { return shard->token(i); }
+  };
+  TokenReader tokens() const { return TokenReader{this}; }
+
  private:
-  void release();
   std::string path_;
-  void* map_ = nullptr;
-  int64_t map_bytes_ = 0;
-  const uint16_t* tokens_ = nullptr;
+  FileDescriptor fd_;
   int64_t count_ = 0;
 };
 
@@ -69,6 +86,7 @@ struct ShardStats {
   double p_max = 0;                              // top token frequency (0 when empty)
   int64_t out_of_vocab = 0;                      // tokens >= vocab_size
   int64_t first_out_of_vocab = -1;               // position of the first one, or -1
+  int32_t first_out_of_vocab_id = -1;            // its id, or -1
 };
 ShardStats shard_stats(const Shard& shard, int64_t vocab_size = kGpt2Vocab, int top_k = 10);
 

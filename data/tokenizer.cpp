@@ -5,15 +5,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <climits>
 #include <cstring>
-#include <fstream>
+#include <filesystem>
 #include <queue>
-#include <sstream>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace muongpt {
 
@@ -580,15 +579,12 @@ Gpt2Tokenizer Gpt2Tokenizer::parse(std::string_view text, const std::string& whe
 }
 
 Gpt2Tokenizer Gpt2Tokenizer::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) fail(path, "no such file (tools/fetch_vocab.sh fetches gpt2.tiktoken)");
-    fail(path, "cannot open: ", std::strerror(errno));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(path, "cannot read");
-  return parse(ss.str(), path);
+  // gpt2.tiktoken is 836 kB; the bound keeps a wrong file from exhausting memory.
+  constexpr int64_t kMaxRankFileBytes = int64_t(64) << 20;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec) && !ec)
+    fail(path, "no such file (tools/fetch_vocab.sh fetches gpt2.tiktoken)");
+  return parse(read_regular_file(path, kMaxRankFileBytes), path);
 }
 
 void Gpt2Tokenizer::encode_append(std::string_view text, std::vector<int32_t>& out) const {

@@ -112,7 +112,8 @@ class TokenizeCli : public DataCli {
       files.push_back(f);
     for (const std::string& f : files) {
       Shard s(f);
-      out.insert(out.end(), s.tokens(), s.tokens() + s.size());
+      out.resize(out.size() + static_cast<size_t>(s.size()));
+      s.read(0, s.size(), out.data() + out.size() - s.size());
     }
     return out;
   }

@@ -1,5 +1,7 @@
 // The distributed loader: the global stream, rank slicing (disjoint, and concatenating to the
-// single-process batch), both sampling modes, epochs, exact resume, and the validation loader.
+// single-process batch), the three sampling modes, epochs, exact resume, and the validation
+// loader.
+#include <array>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -126,11 +128,12 @@ TEST_F(LoaderTest, BosAlignedWindowsStartAtEotAndFollowTheGreedyRule) {
 }
 
 // For N ranks with batch B, call c of rank r returns global windows [(cN + r)B, (cN + r + 1)B):
-// the ranks' batches concatenated equal the batch of one rank with batch N·B.
+// the ranks' batches concatenated equal the batch of one rank with batch N·B (in the random mode
+// too: the ranks draw disjoint window indices of one seeded stream).
 TEST_F(LoaderTest, RanksConcatenateToTheSingleProcessBatch) {
   const std::string pattern = make({500, 333, 1, 420}, 50);
   const int64_t T = 16, B = 2;
-  for (SampleMode mode : {SampleMode::contiguous, SampleMode::bos_aligned}) {
+  for (SampleMode mode : {SampleMode::contiguous, SampleMode::bos_aligned, SampleMode::random}) {
     for (int N : {1, 2, 4}) {
       DataLoader single(options(pattern, N * B, T, 0, 1, mode));
       std::vector<std::unique_ptr<DataLoader>> ranks;
@@ -182,7 +185,7 @@ TEST_F(LoaderTest, RanksAreDisjointAndCoverTheSingleProcessWindows) {
 TEST_F(LoaderTest, ResumeFromASavedPositionIsExact) {
   const std::string pattern = make({700, 300, 450}, 45);
   const int64_t T = 20, B = 4;
-  for (SampleMode mode : {SampleMode::contiguous, SampleMode::bos_aligned}) {
+  for (SampleMode mode : {SampleMode::contiguous, SampleMode::bos_aligned, SampleMode::random}) {
     for (bool prefetch : {false, true}) {
       LoaderOptions o = options(pattern, B, T, 1, 2, mode);
       o.prefetch = prefetch;
@@ -211,17 +214,19 @@ TEST_F(LoaderTest, ResumeFromASavedPositionIsExact) {
 TEST_F(LoaderTest, APositionResumesUnderAnotherWorldSize) {
   const std::string pattern = make({900, 650}, 40);
   const int64_t T = 16;
-  // Two ranks with B = 3 for 5 calls, then one rank with B = 6 from the saved position.
-  DataLoader r0(options(pattern, 3, T, 0, 2)), r1(options(pattern, 3, T, 1, 2));
-  for (int c = 0; c < 5; ++c) {
-    call(r0);
-    call(r1);
+  for (SampleMode mode : {SampleMode::contiguous, SampleMode::random}) {
+    // Two ranks with B = 3 for 5 calls, then one rank with B = 6 from the saved position.
+    DataLoader r0(options(pattern, 3, T, 0, 2, mode)), r1(options(pattern, 3, T, 1, 2, mode));
+    for (int c = 0; c < 5; ++c) {
+      call(r0);
+      call(r1);
+    }
+    DataLoader reference(options(pattern, 6, T, 0, 1, mode));
+    for (int c = 0; c < 5; ++c) call(reference);
+    DataLoader resumed(options(pattern, 6, T, 0, 1, mode));
+    resumed.restore(r0.position());
+    EXPECT_EQ(call(resumed), call(reference)) << sample_mode_name(mode);
   }
-  DataLoader reference(options(pattern, 6, T));
-  for (int c = 0; c < 5; ++c) call(reference);
-  DataLoader resumed(options(pattern, 6, T));
-  resumed.restore(r0.position());
-  EXPECT_EQ(call(resumed), call(reference));
 }
 
 TEST_F(LoaderTest, PositionIsOfTheNextBatchEvenWithPrefetch) {
@@ -238,6 +243,90 @@ TEST_F(LoaderTest, PositionIsOfTheNextBatchEvenWithPrefetch) {
     EXPECT_EQ(async.position(), sync.position()) << "after call " << c;
   }
   EXPECT_EQ(sync.position().offset, 4 * 2 * 16);
+}
+
+// --- the random mode --------------------------------------------------------------------------
+
+// Where a window of the synthetic stream starts: its first non-EOT token is 1 + its position.
+int64_t start_of(const Window& w) {
+  for (size_t k = 0; k < w.size(); ++k)
+    if (w[k] != kEot) return w[k] - 1 - static_cast<int64_t>(k);
+  return -1;
+}
+
+TEST_F(LoaderTest, RandomDrawsAreSplitMix64ByWindowIndex) {
+  // SplitMix64's published first outputs for seed 0: the counter-based draw the mode rests on.
+  EXPECT_EQ(splitmix64_at(0, 0), 0xE220A8397B1DCDAFull);
+  EXPECT_EQ(splitmix64_at(0, 1), 0x6E789E6AA1B965F4ull);
+  EXPECT_EQ(splitmix64_at(0, 2), 0x06C45D188009454Full);
+  EXPECT_EQ(Rng(5).state(), (std::array<uint64_t, 4>{splitmix64_at(5, 0), splitmix64_at(5, 1),
+                                                     splitmix64_at(5, 2), splitmix64_at(5, 3)}));
+}
+
+// Every window is T+1 consecutive tokens of the sorted shards' concatenation, crossing shard
+// boundaries (an empty and a one-token shard included), and every start that leaves room for
+// T+1 tokens is drawn; the same seed gives the same windows, another seed others.
+TEST_F(LoaderTest, RandomWindowsAreSeededSlicesOfTheStream) {
+  const std::vector<int64_t> sizes = {37, 0, 1, 100, 16, 50};
+  const std::string pattern = make(sizes, 1000);  // long documents: few EOTs
+  const int64_t T = 16, B = 4, total = 204, starts = total - T;
+  std::set<int64_t> boundaries;
+  for (int64_t acc = 0; int64_t s : sizes) boundaries.insert(acc += s);
+  auto draw = [&](uint64_t seed, int calls, bool prefetch) {
+    LoaderOptions o = options(pattern, B, T, 0, 1, SampleMode::random);
+    o.seed = seed;
+    o.prefetch = prefetch;
+    DataLoader dl(o);
+    std::vector<Window> out;
+    ::testing::internal::CaptureStderr();  // epoch notes
+    for (int c = 0; c < calls; ++c)
+      for (auto& w : call(dl)) out.push_back(std::move(w));
+    ::testing::internal::GetCapturedStderr();
+    return out;
+  };
+  const auto a = draw(7, 1250, true);  // 5000 windows over 188 starts
+  std::vector<int> seen(static_cast<size_t>(starts), 0);
+  int crossing = 0;
+  for (const Window& w : a) {
+    const int64_t s = start_of(w);
+    ASSERT_GE(s, 0);
+    ASSERT_LT(s, starts) << "a window must fit: start + T + 1 <= " << total;
+    ASSERT_EQ(w, Window(all_.begin() + s, all_.begin() + s + T + 1)) << "start " << s;
+    ++seen[s];
+    crossing += boundaries.lower_bound(s + 1) != boundaries.end() &&
+                *boundaries.lower_bound(s + 1) < s + T + 1;
+  }
+  for (int64_t s = 0; s < starts; ++s) EXPECT_GT(seen[s], 0) << "start " << s << " never drawn";
+  EXPECT_GT(crossing, 0);
+  EXPECT_EQ(draw(7, 1250, false), a);  // the same with or without the prefetch thread
+  const auto b = draw(8, 1250, true);
+  EXPECT_NE(b, a);
+  size_t same = 0;
+  for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
+  EXPECT_LT(same, a.size() / 10) << "another seed draws other windows, not a shifted stream";
+}
+
+// Starts are uniform over the stream: 20,000 draws in 10 bins of ~1000 starts each, every bin
+// within 15% of its expected 2,000 (7 standard deviations), and the epoch counts tokens drawn.
+TEST_F(LoaderTest, RandomPositionsCoverTheStreamUniformly) {
+  const std::string pattern = make({3000, 2500, 4500}, 200);
+  const int64_t T = 32, B = 8, total = 10000, starts = total - T;
+  DataLoader dl(options(pattern, B, T, 0, 1, SampleMode::random));
+  std::vector<int64_t> bins(10, 0);
+  ::testing::internal::CaptureStderr();
+  const int calls = 2500;
+  for (int c = 0; c < calls; ++c)
+    for (const Window& w : call(dl)) ++bins[static_cast<size_t>(start_of(w) * 10 / starts)];
+  const std::string notes = ::testing::internal::GetCapturedStderr();
+  const double expected = double(calls * B) / 10;
+  for (size_t i = 0; i < bins.size(); ++i)
+    EXPECT_NEAR(double(bins[i]), expected, 0.15 * expected) << "bin " << i;
+  // epoch = floor(windows drawn · T / total): the next window, 20,000, is in epoch 64; epochs 1
+  // to 63 began with windows already drawn, one note each.
+  EXPECT_EQ(dl.epoch(), 64);
+  EXPECT_EQ(dl.position().window, calls * B);
+  EXPECT_EQ(testing::count_lines(notes), 63);
+  EXPECT_NE(notes.find(pattern + ": epoch 1 begins\n"), std::string::npos);
 }
 
 TEST_F(LoaderTest, EpochsWrapWithANoteAndDependOnlyOnTheSeed) {
@@ -337,6 +426,35 @@ TEST_F(LoaderTest, RestoreChecksTheFingerprint) {
   q.offset = 301;
   EXPECT_NE(error_of([&] { dl.restore(q); }).find("out of range"), std::string::npos);
   EXPECT_EQ(error_of([&] { dl.restore(p); }), "");
+  // A position saved in the random mode is refused by a loader in another, and the other way.
+  DataLoader rnd(options(pattern, 2, 16, 0, 1, SampleMode::random));
+  LoaderPosition r = rnd.position();
+  r.source = "ckpt/loader.json";
+  EXPECT_EQ(error_of([&] { dl.restore(r); }),
+            "ckpt/loader.json: loader position was saved with mode random, this loader has "
+            "contiguous");
+  EXPECT_EQ(error_of([&] { rnd.restore(p); }),
+            "ckpt/loader.json: loader position was saved with mode contiguous, this loader has "
+            "random");
+  // In the random mode the window index is the position; epoch and offset must agree with it.
+  r.window = 40;  // 40 · 16 / 300: epoch 2
+  EXPECT_NE(error_of([&] { rnd.restore(r); }).find("inconsistent"), std::string::npos);
+  r.epoch = 2;
+  EXPECT_EQ(error_of([&] { rnd.restore(r); }), "");
+  EXPECT_EQ(rnd.position(), r);
+  EXPECT_EQ(rnd.epoch(), 2);
+  r.offset = 5;
+  EXPECT_NE(error_of([&] { rnd.restore(r); }).find("inconsistent"), std::string::npos);
+  // A random-mode position needs its window; positions saved before it existed have none.
+  nlohmann::json jr = rnd.position().to_json();
+  EXPECT_EQ(jr.at("mode"), "random");
+  EXPECT_EQ(jr.at("window"), 40);
+  jr.erase("window");
+  EXPECT_EQ(error_of([&] { LoaderPosition::from_json(jr, "state.json"); }),
+            "state.json: loader position has no 'window'");
+  nlohmann::json old = p.to_json();
+  old.erase("window");
+  EXPECT_EQ(LoaderPosition::from_json(old, "state.json"), p);
 
   nlohmann::json j = p.to_json();
   EXPECT_EQ(j.at("mode"), "contiguous");
@@ -346,7 +464,8 @@ TEST_F(LoaderTest, RestoreChecksTheFingerprint) {
   j = p.to_json();
   j["mode"] = "shuffled";
   EXPECT_EQ(error_of([&] { LoaderPosition::from_json(j, "state.json"); }),
-            "state.json: unknown sample mode 'shuffled' (expected contiguous or bos-aligned)");
+            "state.json: unknown sample mode 'shuffled' (expected contiguous, bos-aligned or "
+            "random)");
   EXPECT_EQ(error_of([&] { LoaderPosition::from_json(nlohmann::json::array(), "s.json"); }),
             "s.json: loader position is not a JSON object");
 }

@@ -35,7 +35,13 @@ TEST_F(ShardTest, WriteThenReadIsIdentical) {
   Shard s(p);
   EXPECT_EQ(s.path(), p);
   ASSERT_EQ(s.size(), static_cast<int64_t>(t.size()));
-  EXPECT_EQ(std::memcmp(s.tokens(), t.data(), t.size() * 2), 0);
+  std::vector<uint16_t> back(t.size());
+  s.read(0, s.size(), back.data());
+  EXPECT_EQ(back, t);
+  EXPECT_EQ(s.token(2), 65535);
+  s.read(100000, 3, back.data());  // a run at an offset
+  EXPECT_EQ(std::vector<uint16_t>(back.begin(), back.begin() + 3),
+            std::vector<uint16_t>(t.end() - 3, t.end()));
 }
 
 TEST_F(ShardTest, ByteLayoutIsTheFineWebFormat) {
@@ -58,17 +64,17 @@ TEST_F(ShardTest, EmptyShardIsValid) {
   EXPECT_EQ(fs::file_size(p), 1024u);
 }
 
-TEST_F(ShardTest, MoveKeepsTheMapping) {
+TEST_F(ShardTest, MoveKeepsTheOpenFile) {
   const std::string p = write_tokens("m.bin", {1, 2, 3});
   Shard a(p);
   Shard b(std::move(a));
   EXPECT_EQ(a.size(), 0);  // NOLINT(bugprone-use-after-move): moved-from is empty
   ASSERT_EQ(b.size(), 3);
-  EXPECT_EQ(b.tokens()[2], 3);
+  EXPECT_EQ(b.token(2), 3);
   Shard c(write_tokens("n.bin", {9}));
   c = std::move(b);
   EXPECT_EQ(c.size(), 3);
-  EXPECT_EQ(c.tokens()[0], 1);
+  EXPECT_EQ(c.token(0), 1);
 }
 
 TEST_F(ShardTest, EachCorruptionGivesOneClearError) {
@@ -105,7 +111,7 @@ TEST_F(ShardTest, EachCorruptionGivesOneClearError) {
             path("missing.bin") + ": no such file");
   fs::create_directories(path("dir.bin"));
   EXPECT_EQ(error_of([&] { Shard s(path("dir.bin")); }),
-            path("dir.bin") + ": is a directory, not a shard file");
+            path("dir.bin") + ": not a regular file (a directory)");
   // The good bytes themselves are fine.
   EXPECT_EQ(Shard(write_bytes("good.bin", good)).size(), 3);
 }
@@ -131,6 +137,24 @@ TEST_F(ShardTest, TokenIdsAreCheckedOnRequest) {
   const ShardStats st = shard_stats(s);
   EXPECT_EQ(st.out_of_vocab, 2);
   EXPECT_EQ(st.first_out_of_vocab, 6);
+  EXPECT_EQ(st.first_out_of_vocab_id, 50257);
+}
+
+// Whole-shard scans read in chunks of 2^21 tokens: positions past the first chunk are right.
+TEST_F(ShardTest, ScansPastTheFirstReadChunk) {
+  const int64_t n = (int64_t(1) << 21) + 5;
+  std::vector<uint16_t> t(static_cast<size_t>(n), 7);
+  t[static_cast<size_t>(n - 3)] = 60001;
+  t[static_cast<size_t>(n - 1)] = kEot;
+  const std::string p = write_tokens("big.bin", t);
+  Shard s(p);
+  EXPECT_EQ(error_of([&] { s.check_tokens(); }),
+            p + ": token id 60001 at position 2097154 is outside the vocabulary (ids < 50257)");
+  const ShardStats st = shard_stats(s);
+  EXPECT_EQ(st.first_out_of_vocab, n - 3);
+  EXPECT_EQ(st.first_out_of_vocab_id, 60001);
+  EXPECT_EQ(st.documents, 1);
+  EXPECT_EQ(st.top[0], std::make_pair(int32_t(7), n - 2));
 }
 
 TEST_F(ShardTest, StatsCountDocumentsAndTopTokens) {
