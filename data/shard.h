@@ -57,14 +57,6 @@ class Shard {
   // Throws Error(path, ...) naming the first token id >= vocab_size and its position.
   void check_tokens(int64_t vocab_size = kGpt2Vocab) const;
 
-  // Transitional, for callers that index `tokens()[i]` (tools/shard_info.cpp): each index reads
-  // one token from the file. New code uses read() or token().
-  struct TokenReader {
-    const Shard* shard;
-    uint16_t operator[](int64_t i) const { return shard->token(i); }
-  };
-  TokenReader tokens() const { return TokenReader{this}; }
-
  private:
   std::string path_;
   FileDescriptor fd_;

@@ -77,9 +77,9 @@ int cmd_shard_info(int argc, char** argv) {
       Shard shard(f);
       const ShardStats s = shard_stats(shard, vocab_size, 10);
       if (s.out_of_vocab > 0)
-        fail(f, "token id ", shard.tokens()[s.first_out_of_vocab], " at position ",
-             s.first_out_of_vocab, " is outside the vocabulary (ids < ", vocab_size, "); ",
-             s.out_of_vocab, s.out_of_vocab == 1 ? " such token" : " such tokens", " in all");
+        fail(f, "token id ", s.first_out_of_vocab_id, " at position ", s.first_out_of_vocab,
+             " is outside the vocabulary (ids < ", vocab_size, "); ", s.out_of_vocab,
+             s.out_of_vocab == 1 ? " such token" : " such tokens", " in all");
       std::printf("%s\n", f.c_str());
       std::printf("  tokens     %s (%s)\n", with_commas(s.tokens).c_str(),
                   human_bytes(double(kShardHeaderBytes + 2 * s.tokens)).c_str());

@@ -31,8 +31,8 @@ namespace muongpt {
   KEY(int64_t, batch_size, 8, positive(), "sequences per rank per micro-step")                \
   KEY(int64_t, seq_len, 0, {}, "training sequence length T; 0 = [model] seq_len")             \
   KEY(int64_t, grad_accum, 1, positive(), "micro-steps per optimizer step")                   \
-  KEY(std::string, mode, "contiguous", one_of({"contiguous", "bos-aligned"}),                 \
-      "contiguous, or bos-aligned: every sequence starts at an EOT")
+  KEY(std::string, mode, "contiguous", one_of({"contiguous", "bos-aligned", "random"}),       \
+      "contiguous; bos-aligned: every sequence starts at an EOT; random: seeded random starts")
 
 #define MUONGPT_TRAIN_KEYS(KEY)                                                     \
   KEY(int64_t, steps, 1000, positive(), "optimizer steps of the run")               \

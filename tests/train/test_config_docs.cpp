@@ -193,7 +193,7 @@ TEST(ConfigDocs, CatchesAMissingKeyAWrongDefaultAndAnUnknownKey) {
   auto says = [](const std::string& mismatches, const std::string& what) {
     return mismatches.find(what) != std::string::npos;
   };
-  const std::string n_layer = "| `n_layer` | int | 12 | transformer blocks |\n";
+  const std::string n_layer = "| `n_layer` | int | 12 | transformer blocks, at most 4096 |\n";
   EXPECT_PRED2(says, mismatches_after(n_layer, ""), "[model] has no row for 'n_layer'");
   EXPECT_PRED2(says, mismatches_after(n_layer, "| `n_layer` | int | 13 | blocks |\n"),
                "[model] n_layer: the default cell says 13, the code's default is 12");

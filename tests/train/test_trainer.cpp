@@ -284,6 +284,11 @@ TEST_F(TrainerTest, AModelLargerThanTheMemoryIsRefusedBeforeAllocating) {
   const std::string error = "muongpt: error: ";
   Result r = run(train("huge", "--set model.n_layer=2147483648"));
   EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("[model] n_layer = 2147483648: must be <= 4096"), std::string::npos)
+      << r.out;
+  r = run(
+      train("huge", "--set model.n_layer=4096 --set model.d_model=65536 --set model.d_head=128"));
+  EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("more than any machine has"), std::string::npos) << r.out;
   r = run(train("large", "--set model.d_model=8192 --set model.d_head=128 --set model.n_layer=64"));
   EXPECT_EQ(r.status, 1) << r.out;
@@ -354,8 +359,9 @@ TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
   EXPECT_EQ(error_of("[train]\nsteps = \"many\"\n"),
             "[train] steps: expected an integer, found a string");
   EXPECT_EQ(error_of("[train]\nsteps = 0\n"), "[train] steps: must be positive");
-  EXPECT_EQ(error_of("[data]\nmode = \"random\"\n"),
-            "[data] mode: expected \"contiguous\" or \"bos-aligned\", found \"random\"");
+  EXPECT_EQ(error_of("[data]\nmode = \"shuffled\"\n"),
+            "[data] mode: expected \"contiguous\", \"bos-aligned\" or \"random\", found "
+            "\"shuffled\"");
   EXPECT_EQ(error_of("[device]\nbackend = \"tpu\"\n"),
             "[device] backend: expected \"auto\", \"cpu\" or \"cuda\", found \"tpu\"");
   EXPECT_EQ(error_of("[device]\nprecision = \"fp16\"\n"),

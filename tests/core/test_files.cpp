@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data_testing.h"
+#include "data/data_testing.h"
 
 namespace muongpt {
 namespace {
