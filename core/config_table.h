@@ -25,6 +25,16 @@
 #define MUONGPT_CONFIG_MEMBER(type, name, default_value, check, doc) type name = default_value;
 #define MUONGPT_CONFIG_ROW(type, name, default_value, check, doc) \
   ::muongpt::config_key<ConfigStruct, type>(#name, &ConfigStruct::name, check, doc),
+// Defines `const ConfigTable<Struct>& accessor()`, the table of KEYS' rows for [section]; the
+// optional last argument lists the section's sub-tables.
+#define MUONGPT_DEFINE_CONFIG_TABLE(accessor, Struct, section, form, KEYS, ...) \
+  const ::muongpt::ConfigTable<Struct>& accessor() {                            \
+    using ConfigStruct = Struct;                                                \
+    using namespace ::muongpt::config_checks;                                   \
+    static const ::muongpt::ConfigTable<Struct> table(                          \
+        section, form, {KEYS(MUONGPT_CONFIG_ROW)} __VA_OPT__(, ) __VA_ARGS__);  \
+    return table;                                                               \
+  }
 
 namespace muongpt {
 

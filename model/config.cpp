@@ -39,13 +39,8 @@ std::string shown_value(const AttnScale& v) {
   return v.inv_sqrt_d_head ? toml_string(kInvSqrtDh) : shown_value(v.value);
 }
 
-const ConfigTable<ModelConfig>& model_config_keys() {
-  using ConfigStruct = ModelConfig;
-  using namespace config_checks;
-  static const ConfigTable<ModelConfig> table("model", ValueErrorForm::kKeyEqualsValue,
-                                              {MUONGPT_MODEL_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(model_config_keys, ModelConfig, "model",
+                            ValueErrorForm::kKeyEqualsValue, MUONGPT_MODEL_KEYS)
 
 double ModelConfig::attention_scale() const {
   return attn_scale.inv_sqrt_d_head ? 1.0 / std::sqrt(double(d_head)) : attn_scale.value;

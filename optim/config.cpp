@@ -7,30 +7,14 @@
 
 namespace muongpt {
 
-const ConfigTable<OptimConfig>& optim_config_keys() {
-  using ConfigStruct = OptimConfig;
-  using namespace config_checks;
-  static const ConfigTable<OptimConfig> table("optim", ValueErrorForm::kKeyEqualsValue,
-                                              {MUONGPT_OPTIM_KEYS(MUONGPT_CONFIG_ROW)},
-                                              {"adamw", "muon"});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(optim_config_keys, OptimConfig, "optim",
+                            ValueErrorForm::kKeyEqualsValue, MUONGPT_OPTIM_KEYS, {"adamw", "muon"})
 
-const ConfigTable<AdamWConfig>& adamw_config_keys() {
-  using ConfigStruct = AdamWConfig;
-  using namespace config_checks;
-  static const ConfigTable<AdamWConfig> table("optim.adamw", ValueErrorForm::kKeyEqualsValue,
-                                              {MUONGPT_ADAMW_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(adamw_config_keys, AdamWConfig, "optim.adamw",
+                            ValueErrorForm::kKeyEqualsValue, MUONGPT_ADAMW_KEYS)
 
-const ConfigTable<MuonConfig>& muon_config_keys() {
-  using ConfigStruct = MuonConfig;
-  using namespace config_checks;
-  static const ConfigTable<MuonConfig> table("optim.muon", ValueErrorForm::kKeyEqualsValue,
-                                             {MUONGPT_MUON_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(muon_config_keys, MuonConfig, "optim.muon",
+                            ValueErrorForm::kKeyEqualsValue, MUONGPT_MUON_KEYS)
 
 void OptimConfig::validate(const std::string& file) const {
   optim_config_keys().check(*this, file);

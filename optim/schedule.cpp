@@ -9,13 +9,8 @@
 
 namespace muongpt {
 
-const ConfigTable<ScheduleConfig>& schedule_config_keys() {
-  using ConfigStruct = ScheduleConfig;
-  using namespace config_checks;
-  static const ConfigTable<ScheduleConfig> table("schedule", ValueErrorForm::kKeyEqualsValue,
-                                                 {MUONGPT_SCHEDULE_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(schedule_config_keys, ScheduleConfig, "schedule",
+                            ValueErrorForm::kKeyEqualsValue, MUONGPT_SCHEDULE_KEYS)
 
 void ScheduleConfig::validate(const std::string& file) const {
   schedule_config_keys().check(*this, file);

@@ -108,45 +108,20 @@ RunConfigSection erased(const ConfigTable<S>& keys, Path... path) {
 }  // namespace
 
 // The run sections' errors name the key without its value ("[train] steps: must be positive").
-const ConfigTable<RunSection>& run_section_keys() {
-  using ConfigStruct = RunSection;
-  using namespace config_checks;
-  static const ConfigTable<RunSection> table("run", ValueErrorForm::kKeyOnly,
-                                             {MUONGPT_RUN_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(run_section_keys, RunSection, "run", ValueErrorForm::kKeyOnly,
+                            MUONGPT_RUN_KEYS)
 
-const ConfigTable<DataConfig>& data_config_keys() {
-  using ConfigStruct = DataConfig;
-  using namespace config_checks;
-  static const ConfigTable<DataConfig> table("data", ValueErrorForm::kKeyOnly,
-                                             {MUONGPT_DATA_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(data_config_keys, DataConfig, "data", ValueErrorForm::kKeyOnly,
+                            MUONGPT_DATA_KEYS)
 
-const ConfigTable<TrainConfig>& train_config_keys() {
-  using ConfigStruct = TrainConfig;
-  using namespace config_checks;
-  static const ConfigTable<TrainConfig> table("train", ValueErrorForm::kKeyOnly,
-                                              {MUONGPT_TRAIN_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(train_config_keys, TrainConfig, "train", ValueErrorForm::kKeyOnly,
+                            MUONGPT_TRAIN_KEYS)
 
-const ConfigTable<TelemetryConfig>& telemetry_config_keys() {
-  using ConfigStruct = TelemetryConfig;
-  using namespace config_checks;
-  static const ConfigTable<TelemetryConfig> table("telemetry", ValueErrorForm::kKeyOnly,
-                                                  {MUONGPT_TELEMETRY_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(telemetry_config_keys, TelemetryConfig, "telemetry",
+                            ValueErrorForm::kKeyOnly, MUONGPT_TELEMETRY_KEYS)
 
-const ConfigTable<DeviceConfig>& device_config_keys() {
-  using ConfigStruct = DeviceConfig;
-  using namespace config_checks;
-  static const ConfigTable<DeviceConfig> table("device", ValueErrorForm::kKeyOnly,
-                                               {MUONGPT_DEVICE_KEYS(MUONGPT_CONFIG_ROW)});
-  return table;
-}
+MUONGPT_DEFINE_CONFIG_TABLE(device_config_keys, DeviceConfig, "device", ValueErrorForm::kKeyOnly,
+                            MUONGPT_DEVICE_KEYS)
 
 const std::vector<RunConfigSection>& run_config_sections() {
   static const std::vector<RunConfigSection> sections = {
