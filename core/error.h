@@ -20,6 +20,11 @@ class Error : public std::runtime_error {
         hint_(std::move(hint)) {}
   const std::string& where() const { return where_; }
   const std::string& hint() const { return hint_; }
+  // what() without the "where: " in front.
+  std::string message() const {
+    const std::string all = what();
+    return where_.empty() ? all : all.substr(where_.size() + 2);
+  }
 
  private:
   std::string where_, hint_;

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace muongpt {
 
@@ -36,10 +37,16 @@ std::string node_type_name(const toml::node& n) {
 }  // namespace
 
 toml::table parse_toml_file(const std::string& path) {
+  // Read by us, not the parser: a directory, a FIFO or a huge file is one clear error.
+  std::string text;
   try {
-    return toml::parse_file(path);
+    text = read_regular_file(path, kMaxConfigBytes);
+  } catch (const Error& e) {
+    fail(path, "cannot read file: ", e.message());
+  }
+  try {
+    return toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    if (e.source().begin.line == 0) fail(path, "cannot read file: ", e.description());
     rethrow_parse_error(e, path);
   }
 }

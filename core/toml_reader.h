@@ -10,7 +10,11 @@
 
 namespace muongpt {
 
-// Parses a whole TOML file; a syntax error becomes Error(path, "line L, column C: ...").
+// A config is text a person wrote: anything larger is a mistake (a shard given as a config).
+inline constexpr int64_t kMaxConfigBytes = 16 << 20;
+
+// Parses a whole TOML file; a syntax error becomes Error(path, "line L, column C: ..."); a path
+// that is not a regular file (a directory, a FIFO) or is larger than kMaxConfigBytes is an Error.
 toml::table parse_toml_file(const std::string& path);
 toml::table parse_toml_string(std::string_view text, const std::string& source_name);
 

@@ -15,18 +15,14 @@
 #include <string_view>
 #include <vector>
 
+#include "core/utf8.h"  // is_valid_utf8, sanitize_utf8
+
 namespace muongpt {
 
 // GPT-2's byte -> code point table: printable Latin-1 bytes map to themselves, the other 68
 // bytes to U+0100.. in byte order (space -> U+0120 'Ġ', newline -> U+010A 'Ċ'). It is how
 // GPT-2's encoder.json spells token bytes; we use it to print tokens readably.
 const std::array<char32_t, 256>& gpt2_byte_to_unicode();
-
-// True when `s` is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF).
-bool is_valid_utf8(std::string_view s);
-// `s` with every maximal ill-formed subsequence replaced by U+FFFD (EF BF BD): the Unicode
-// "maximal subpart" practice, which is what Python's bytes.decode("utf-8", "replace") does.
-std::string sanitize_utf8(std::string_view s);
 
 class Gpt2Tokenizer {
  public:

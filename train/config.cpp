@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/toml_reader.h"
+#include "core/utf8.h"
 
 namespace muongpt {
 
@@ -33,6 +34,8 @@ void apply_override(toml::table& root, const std::string& text) {
   try {
     parsed = toml::parse("v = " + value);
   } catch (const toml::parse_error&) {
+    if (!is_valid_utf8(value))  // a TOML file could not hold it, so no run could be resumed
+      fail("--set " + text, "the value is not valid UTF-8");
     table->insert_or_assign(key, value);
     return;
   }
@@ -152,14 +155,40 @@ std::string RunConfig::to_toml() const {
   return out;
 }
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
-  toml::table root = parse_toml_file(path);
-  return parse(root, path, overrides);
+namespace {
+
+// Whatever is accepted must be saved and read back the same (a resumed run reads its
+// config.toml): what cannot is refused now, not at the first resume.
+RunConfig round_tripped(RunConfig c) {
+  const std::string text = c.to_toml();
+  std::string back;
+  try {
+    toml::table root = parse_toml_string(text, c.file + " (resolved)");
+    back = parse(root, c.file, {}).to_toml();
+  } catch (const Error& e) {
+    fail(c.file, "the resolved config would not read back: ", e.what());
+  }
+  if (back != text) {
+    std::istringstream a(text), b(back);
+    std::string la, lb;
+    while (std::getline(a, la) && std::getline(b, lb) && la == lb) {
+    }
+    fail(c.file, "the resolved config would not read back the same: '", la, "' became '", lb, "'");
+  }
+  return c;
 }
 
-RunConfig run_config_from_string(const std::string& toml_text, const std::string& name) {
+}  // namespace
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  toml::table root = parse_toml_file(path);
+  return round_tripped(parse(root, path, overrides));
+}
+
+RunConfig run_config_from_string(const std::string& toml_text, const std::string& name,
+                                 const std::vector<std::string>& overrides) {
   toml::table root = parse_toml_string(toml_text, name);
-  return parse(root, name, {});
+  return round_tripped(parse(root, name, overrides));
 }
 
 }  // namespace muongpt

@@ -122,6 +122,7 @@ const std::vector<RunConfigSection>& run_config_sections();
 // Reads `path`, applies `overrides` ("section.key=value", the value in TOML syntax or a bare
 // string), and validates everything. Errors name the file (or the override) and the key.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
-RunConfig run_config_from_string(const std::string& toml_text, const std::string& name);
+RunConfig run_config_from_string(const std::string& toml_text, const std::string& name,
+                                 const std::vector<std::string>& overrides = {});
 
 }  // namespace muongpt

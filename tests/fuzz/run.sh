@@ -7,7 +7,7 @@
 #
 # Targets: fuzz_shard (the shard reader), fuzz_tokenizer (encode/decode round trips; needs
 # gpt2.tiktoken: $MUONGPT_VOCAB or .cache/gpt2.tiktoken, fetched when absent), fuzz_vocab (the
-# rank-file parser). Build directory: $MUONGPT_FUZZ_BUILD (default build-fuzz). Compiler:
+# rank-file parser), fuzz_config (the run config and `--set` overrides). Build directory: $MUONGPT_FUZZ_BUILD (default build-fuzz). Compiler:
 # $FUZZ_CXX, else the newest clang++ on PATH (libFuzzer ships with clang; on Debian it is in
 # libclang-rt-dev).
 set -euo pipefail
@@ -37,17 +37,29 @@ mkdir -p "$out"
 # shellcheck disable=SC2054  # the commas belong to -fsanitize=
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -I.)
-sources=(data/shard.cpp data/tokenizer.cpp)
-targets=(fuzz_shard fuzz_tokenizer fuzz_vocab)
+data_sources=(core/files.cpp core/utf8.cpp data/shard.cpp data/tokenizer.cpp)
+# The run config reaches into the sections' readers, routing and the dualizers' name parser.
+config_sources=(core/config_table.cpp core/toml_reader.cpp core/files.cpp core/utf8.cpp core/linalg.cpp
+                core/gemm_cpu.cpp core/parallel.cpp model/config.cpp optim/config.cpp
+                model/params.cpp optim/schedule.cpp optim/routing.cpp optim/dualizer.cpp
+                train/config.cpp)
+toml="$(pkg-config --cflags --libs tomlplusplus)"
+targets=(fuzz_shard fuzz_tokenizer fuzz_vocab fuzz_config)
 for t in "${targets[@]}"; do
   echo "fuzz: building $t with $cxx"
-  # shellcheck disable=SC2086
-  "$cxx" "${flags[@]}" "tests/fuzz/$t.cpp" "${sources[@]}" $pcre -o "$out/$t"
+  if [ "$t" = fuzz_config ]; then
+    # shellcheck disable=SC2086
+    "$cxx" "${flags[@]}" "tests/fuzz/$t.cpp" "${config_sources[@]}" $toml -llapack -lpthread \
+      -o "$out/$t"
+  else
+    # shellcheck disable=SC2086
+    "$cxx" "${flags[@]}" "tests/fuzz/$t.cpp" "${data_sources[@]}" $pcre -o "$out/$t"
+  fi
 done
 
 # Seeds: a valid shard, some text, the head of the rank file.
 seeds="$out/seeds"
-mkdir -p "$seeds"/fuzz_shard "$seeds"/fuzz_tokenizer "$seeds"/fuzz_vocab
+mkdir -p "$seeds"/fuzz_shard "$seeds"/fuzz_tokenizer "$seeds"/fuzz_vocab "$seeds"/fuzz_config
 {
   printf '\x88\xd8\x34\x01\x01\x00\x00\x00\x04\x00\x00\x00'
   head -c 1012 /dev/zero
@@ -57,6 +69,9 @@ printf "Hello world, it's 2024!\n\n  indented\tcode();\n" >"$seeds/fuzz_tokenize
 printf 'caf\xc3\xa9 \xe6\xbc\xa2\xe5\xad\x97 \xf0\x9f\x98\x80 \xff\xfe \xed\xa0\x80 \xe2\x82' \
   >"$seeds/fuzz_tokenizer/mixed.txt"
 head -n 300 "$MUONGPT_VOCAB" >"$seeds/fuzz_vocab/head.tiktoken"
+cp configs/quickstart.toml "$seeds/fuzz_config/"
+printf '[model]\nn_layer = 2\n--set optim.rules=["blocks.0.* = adamw", "* = adamw"]\n--set run.name=a,b\n' \
+  >"$seeds/fuzz_config/sets.txt"
 
 status=0
 for t in "${targets[@]}"; do
