@@ -30,6 +30,15 @@ class Error : public std::runtime_error {
   std::string where_, hint_;
 };
 
+// A library exception's message without a leading "[json.exception.type_error.302] " style tag,
+// so that what reaches the user reads as a sentence.
+inline std::string untagged(const std::exception& e) {
+  const std::string what = e.what();
+  if (what.empty() || what[0] != '[') return what;
+  const size_t close = what.find("] ");
+  return close == std::string::npos ? what : what.substr(close + 2);
+}
+
 // Builds a message from streamable parts: fail("config.toml", "d_model ", d, " is not ...").
 template <typename... Parts>
 [[noreturn]] void fail(const std::string& where, Parts&&... parts) {

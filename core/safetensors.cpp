@@ -37,7 +37,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   try {
     header = json::parse(bytes_.begin() + 8, bytes_.begin() + static_cast<long>(data_start_));
   } catch (const json::exception& e) {
-    fail(path, "header is not valid JSON: ", e.what());
+    fail(path, "header is not valid JSON: ", untagged(e));
   }
   if (!header.is_object()) fail(path, "header is not a JSON object");
 

@@ -60,6 +60,7 @@ StateCounters check_optimizer_state(const SafetensorsFile& file, const nlohmann:
       fail(where, "optimizer state: format ", json.at("format").dump(), " version ",
            json.at("version").dump(), ", expected \"", kStateFormat, "\" version ", kStateVersion);
     const auto& saved = json.at("params");
+    if (!saved.is_array()) fail(where, "optimizer state: 'params' is not a list");
     if (saved.size() != params.size())
       fail(where, "optimizer state holds ", saved.size(), " parameters, the model has ",
            params.size());
@@ -80,8 +81,11 @@ StateCounters check_optimizer_state(const SafetensorsFile& file, const nlohmann:
     }
     counters.steps_taken = json.at("steps_taken").get<int64_t>();
     counters.last_step = json.at("last_step").get<int64_t>();
+    if (counters.steps_taken < 0 || counters.last_step < -1)
+      fail(where, "optimizer state: steps_taken ", counters.steps_taken, " and last_step ",
+           counters.last_step, " are not counts of steps");
   } catch (const nlohmann::json::exception& e) {
-    fail(where, "optimizer state JSON: ", e.what());
+    fail(where, "optimizer state JSON: ", untagged(e));
   }
 
   std::set<std::string> expected;
@@ -102,7 +106,10 @@ std::vector<float> read_state_tensor(const SafetensorsFile& file, const std::str
   if (e.shape != shape)
     fail(where, "optimizer tensor '", name, "' has shape ", shape_str(e.shape),
          ", the parameter has ", shape_str(shape));
-  return file.read<float>(name);
+  std::vector<float> v = file.read<float>(name);
+  if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }))
+    fail(where, "optimizer tensor '", name, "' holds a NaN or an Inf (a diverged run's state)");
+  return v;
 }
 
 StepStats begin_step_stats(const MuonConfig& muon, int64_t step, double lr_scale) {

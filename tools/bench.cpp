@@ -141,7 +141,7 @@ std::optional<BenchOptions> parse_options(int argc, char** argv) {
       "json", "also write the figures as one JSON object to FILE ('-' = stdout only JSON)",
       cxxopts::value<std::string>())("h,help", "show this help");
   add_rank_options(opts);
-  auto args = opts.parse(argc, argv);
+  auto args = parse_command_line(opts, argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
     return std::nullopt;
@@ -157,6 +157,9 @@ std::optional<BenchOptions> parse_options(int argc, char** argv) {
   if (o.warmup < 0) fail("bench", "--warmup must be at least 0, got ", o.warmup);
   o.random_data = args.count("random-data") > 0;
   o.peak_gflops = args["peak-gflops"].as<double>();
+  if (!(o.peak_gflops >= 0) || !std::isfinite(o.peak_gflops))
+    fail("bench", "--peak-gflops must be a finite number >= 0 (0 = [device] peak_tflops or the "
+                  "GPU's), got ", o.peak_gflops);
   if (args.count("json")) o.json_path = args["json"].as<std::string>();
   o.ranks = rank_flags(args);
   return o;

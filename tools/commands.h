@@ -2,7 +2,13 @@
 // its own --help, returns the exit code, and throws Error for bad input.
 #pragma once
 
+#include <cxxopts.hpp>
+
 namespace muongpt {
+
+// opts.parse(argc, argv), with any argument no option takes (a positional argument the command
+// has no place for, e.g. `train.steps=2` without --set) an Error naming it instead of ignored.
+cxxopts::ParseResult parse_command_line(cxxopts::Options& opts, int argc, char** argv);
 
 int cmd_model_info(int argc, char** argv);
 int cmd_shard_info(int argc, char** argv);

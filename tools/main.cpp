@@ -1,8 +1,10 @@
 // The `muongpt` binary: dispatches to a subcommand and turns errors into one line on stderr.
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <cxxopts.hpp>
 #include <exception>
+#include <new>
 #include <string_view>
 
 #include "core/comm.h"
@@ -52,6 +54,9 @@ void print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) a write fails with EFBIG and the run says so, instead of
+  // the process dying by SIGXFSZ with a half-written checkpoint (docs/reliability.md).
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     print_usage(stderr);
     return 2;
@@ -76,8 +81,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "muongpt: error: %s\n", e.what());
       else
         std::fprintf(stderr, "muongpt: error: %s (%s)\n", e.what(), e.hint().c_str());
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "muongpt: error: %s\n", e.what());
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr, "muongpt: error: %s: out of memory\n", c.name);
+    } catch (const std::exception& e) {  // a library's own error: its message, without its tag
+      std::fprintf(stderr, "muongpt: error: %s: %s\n", c.name, muongpt::untagged(e).c_str());
     }
     std::fflush(stderr);
     muongpt::abort_job(1);  // in a multi-rank job, take the other ranks down with this one

@@ -57,7 +57,7 @@ int cmd_model_info(int argc, char** argv) {
                      cxxopts::value<std::string>())(
       "s,set", "override a config key: section.key=value (repeatable)",
       cxxopts::value<std::vector<std::string>>())("h,help", "show this help");
-  auto args = opts.parse(argc, argv);
+  auto args = parse_command_line(opts, argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
     return 0;

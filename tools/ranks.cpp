@@ -37,8 +37,9 @@ std::vector<json> read_records(const std::string& path) {
     if (!rec.is_object() || !rec.contains("step") || !rec["step"].is_number_integer() ||
         !rec.contains("act") || !rec["act"].is_object() || !rec.contains("weights") ||
         !rec["weights"].is_object()) {
-      // A run killed mid-write can leave a partial last line: skip it, refuse anything else.
-      if (in.peek() == EOF) break;
+      // A run killed mid-write can leave a partial last line (no newline yet): skip it, refuse
+      // anything else.
+      if (in.eof()) break;
       fail(path, "line ", line_no, " is not a telemetry record");
     }
     out.push_back(std::move(rec));
@@ -180,7 +181,7 @@ std::optional<RanksOptions> parse_ranks_options(int argc, char** argv) {
       "per weight (docs/telemetry.md)")("h,help", "show this help");
   opts.parse_positional({"run"});
   opts.positional_help("RUN_DIR");
-  auto args = opts.parse(argc, argv);
+  auto args = parse_command_line(opts, argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
     return std::nullopt;

@@ -59,7 +59,7 @@ int cmd_sample(int argc, char** argv) {
       "seed", "random seed", cxxopts::value<uint64_t>()->default_value("0"))(
       "vocab", "gpt2.tiktoken rank file (default: $MUONGPT_VOCAB or .cache/gpt2.tiktoken)",
       cxxopts::value<std::string>())("h,help", "show this help");
-  auto args = opts.parse(argc, argv);
+  auto args = parse_command_line(opts, argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
     return 0;

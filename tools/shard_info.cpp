@@ -40,7 +40,7 @@ int cmd_shard_info(int argc, char** argv) {
       cxxopts::value<int64_t>()->default_value("50257"))("h,help", "show this help")(
       "files", "shard files", cxxopts::value<std::vector<std::string>>());
   opts.parse_positional({"files"});
-  auto args = opts.parse(argc, argv);
+  auto args = parse_command_line(opts, argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
     return 0;

@@ -327,7 +327,7 @@ cxxopts::Options tokenize_cli() {
 // The options, or nothing after printing --help.
 std::optional<TokenizeOptions> parse_tokenize_options(int argc, char** argv) {
   cxxopts::Options opts = tokenize_cli();
-  auto args = opts.parse(argc, argv);
+  auto args = parse_command_line(opts, argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << std::endl;
     return std::nullopt;

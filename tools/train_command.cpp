@@ -19,7 +19,7 @@ int cmd_train(int argc, char** argv) {
       "r,resume", "continue from a checkpoint: 'latest' (the run's newest) or a directory",
       cxxopts::value<std::string>())("h,help", "show this help");
   add_rank_options(opts);
-  auto args = opts.parse(argc, argv);
+  auto args = parse_command_line(opts, argc, argv);
   if (args.count("help")) {
     std::cout << opts.help() << "The run writes <run.dir>/<run.name>/: config.toml, routing.tsv,"
               << " metrics.jsonl,\nranks.jsonl, log.txt and checkpoints/step_NNNNNN/.\n"

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -115,18 +116,23 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step,
     weights.push_back({s.name, DType::f32, s.shape, params});
     params += s.numel();
   }
-  write_safetensors((tmp / "model.safetensors").string(), weights,
-                    {{"format", "muongpt"}, {"step", std::to_string(step)}});
-  fault_point("checkpoint", step);
-  write_safetensors((tmp / "optimizer.safetensors").string(), contents.optimizer_tensors);
-  nlohmann::json state = contents.state;
-  state["version"] = kCheckpointVersion;
-  state["step"] = step;
-  write_text(tmp / "state.json", state.dump(1) + "\n");
-  write_text(tmp / "config.toml", contents.config_toml);
-  for (const char* f : {"model.safetensors", "optimizer.safetensors", "state.json", "config.toml"})
-    fsync_path(tmp / f);
-  fsync_path(tmp);
+  try {  // a failed write (a full disk) leaves nothing behind to keep the disk full
+    write_safetensors((tmp / "model.safetensors").string(), weights,
+                      {{"format", "muongpt"}, {"step", std::to_string(step)}});
+    fault_point("checkpoint", step);
+    write_safetensors((tmp / "optimizer.safetensors").string(), contents.optimizer_tensors);
+    nlohmann::json state = contents.state;
+    state["version"] = kCheckpointVersion;
+    state["step"] = step;
+    write_text(tmp / "state.json", state.dump(1) + "\n");
+    write_text(tmp / "config.toml", contents.config_toml);
+    for (const char* f : {"model.safetensors", "optimizer.safetensors", "state.json", "config.toml"})
+      fsync_path(tmp / f);
+    fsync_path(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
 
   if (fs::exists(final_dir)) {  // re-running a step (e.g. after a resume): replace it
     const fs::path old = dir / (".tmp_old_" + step_name(step));
@@ -150,17 +156,27 @@ Checkpoint::Checkpoint(const std::string& dir)
       model_((fs::path(dir) / "model.safetensors").string()),
       optimizer_((fs::path(dir) / "optimizer.safetensors").string()) {
   const fs::path state_path = fs::path(dir) / "state.json";
-  try {
-    state_ = nlohmann::json::parse(read_text(state_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(state_path.string(), "not valid JSON (truncated?): ", e.what());
-  }
+  state_ = nlohmann::json::parse(read_text(state_path), nullptr, /*allow_exceptions=*/false);
+  if (state_.is_discarded())
+    fail(state_path.string(), "not valid JSON (truncated or damaged)");
   if (!state_.is_object() || !state_.contains("version") || !state_.contains("step"))
     fail(state_path.string(), "not a muongpt checkpoint state (no version/step)");
   if (state_["version"] != kCheckpointVersion)
     fail(state_path.string(), "checkpoint format version ", state_["version"].dump(),
          ", this muongpt reads version ", kCheckpointVersion);
+  for (const char* key : {"step", "tokens"})
+    if (!state_.contains(key) || !state_[key].is_number_integer() || state_[key].get<int64_t>() < 0)
+      fail(state_path.string(), "'", key, "' is missing or not a whole number >= 0");
+  if (!state_.contains("optimizer") || !state_["optimizer"].is_object())
+    fail(state_path.string(), "'optimizer' is missing or not an object");
   config_toml_ = read_text(fs::path(dir) / "config.toml");
+}
+
+const nlohmann::json& Checkpoint::loader_json() const {
+  if (!state_.contains("loader") || !state_["loader"].is_object())
+    fail((fs::path(dir_) / "state.json").string(),
+         "has no data loader position (a checkpoint of a run on random token ids)");
+  return state_["loader"];
 }
 
 ModelConfig Checkpoint::model_config() const {
@@ -182,6 +198,8 @@ std::vector<float> Checkpoint::weights(const ModelConfig& cfg) const {
     if (e.dtype != DType::f32)
       fail(model_.path(), "tensor '", s.name, "' is ", dtype_name(e.dtype), ", expected F32");
     auto v = model_.read<float>(s.name);
+    if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }))
+      fail(model_.path(), "tensor '", s.name, "' holds a NaN or an Inf");
     flat.insert(flat.end(), v.begin(), v.end());
   }
   if (model_.names().size() != specs.size())

@@ -48,6 +48,12 @@ class Checkpoint {
 
   const std::string& dir() const { return dir_; }
   const nlohmann::json& state() const { return state_; }
+  // state.json's fields, checked when the checkpoint is opened (Errors name the file).
+  int64_t step() const { return state_["step"].get<int64_t>(); }
+  int64_t tokens() const { return state_["tokens"].get<int64_t>(); }
+  const nlohmann::json& optimizer_json() const { return state_["optimizer"]; }
+  // The loader's position; Error when the checkpoint has none (written by a random-data run).
+  const nlohmann::json& loader_json() const;
   const std::string& config_toml() const { return config_toml_; }
   const SafetensorsFile& optimizer() const { return optimizer_; }
   // The [model] section this checkpoint was written for.

@@ -33,6 +33,7 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 void on_stop_signal(int sig) {
   g_stop_signal = sig;
+  std::signal(sig, SIG_DFL);  // the second one ends the process at once
 }
 
 // SIGINT/SIGTERM finish the current step, save a checkpoint and stop (a second one kills).

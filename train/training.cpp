@@ -1,5 +1,6 @@
 #include "train/training.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -106,51 +107,77 @@ std::unique_ptr<Model> make_planned_model(const RunConfig& cfg, int local_rank,
 }
 }  // namespace
 
+namespace {
+
+// The train loader, or none for random ids; "[data] train" is required otherwise.
+std::optional<DataLoader> make_loader(const RunConfig& cfg, const Comm& comm, bool random_data) {
+  if (random_data) return std::nullopt;
+  if (cfg.data.train.empty())
+    fail(cfg.file,
+         "[data] train: no training shards given (a glob of token shards is required; "
+         "tools/make_demo_corpus.sh and tools/fetch_fineweb.sh make some)");
+  return std::make_optional<DataLoader>(
+      LoaderOptions{.pattern = cfg.data.train,
+                    .batch = cfg.data.batch_size,
+                    .seq = cfg.seq(),
+                    .rank = comm.rank(),
+                    .world = comm.world(),
+                    .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
+                    .seed = static_cast<uint64_t>(cfg.run.seed)});
+}
+
+std::optional<ValLoader> make_val_loader(const RunConfig& cfg, const Comm& comm) {
+  if (cfg.data.val.empty()) return std::nullopt;
+  return std::make_optional<ValLoader>(cfg.data.val, cfg.data.val_tokens, cfg.data.batch_size,
+                                       cfg.seq(), comm.rank(), comm.world());
+}
+
+// The checkpoint to resume from, read and checked against the config.
+std::optional<Checkpoint> open_resume(const RunConfig& cfg, const std::string& dir) {
+  if (dir.empty()) return std::nullopt;
+  std::optional<Checkpoint> ck(std::in_place, dir);
+  check_same_model(ck->model_config(), cfg.model, dir);
+  if (ck->step() >= cfg.train.steps)
+    fail(dir, "is at step ", ck->step(), " and [train] steps = ", cfg.train.steps,
+         ": nothing is left to train (raise [train] steps to continue the run)");
+  return ck;
+}
+
+}  // namespace
+
 Training::Training(const RunConfig& cfg, Comm& comm, const TrainingOptions& options)
     : cfg_(cfg),
       comm_(comm),
       B_(cfg.data.batch_size),
       T_(cfg.seq()),
       accum_(cfg.data.grad_accum),
+      loader_(make_loader(cfg, comm, options.random_data)),
+      rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())),
+      val_(make_val_loader(cfg, comm)),
+      resume_(open_resume(cfg, options.resume)),
       routes_(resolve_routing(checked_specs(cfg), cfg.optim, cfg.file, &warnings_)),
       model_(make_planned_model(cfg, options.local_rank, routes_, comm.world())),
       optimizer_(Optimizer::create(routes_, model_->param_slots(), cfg.optim,
                                    comm.world() > 1 ? &comm : nullptr)),
-      rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())),
       telemetry_(*model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world())),
       flops_per_token_(train_flops_per_token(cfg.model, model_->specs(), T_)),
       peak_tflops_(cfg.device.peak_tflops > 0 ? cfg.device.peak_tflops : model_->peak_tflops()),
       windows_(B_ * (T_ + 1)),
       idx_(B_ * T_),
       tgt_(B_ * T_) {
-  if (!options.random_data) {
-    if (cfg.data.train.empty())
-      fail(cfg.file, "[data] train is empty; give shards or use bench --random-data");
-    loader_.emplace(
-        LoaderOptions{.pattern = cfg.data.train,
-                      .batch = B_,
-                      .seq = T_,
-                      .rank = comm.rank(),
-                      .world = comm.world(),
-                      .mode = parse_sample_mode(cfg.data.mode, cfg.file + ": [data] mode"),
-                      .seed = static_cast<uint64_t>(cfg.run.seed)});
-  }
-  if (!cfg.data.val.empty())
-    val_.emplace(cfg.data.val, cfg.data.val_tokens, B_, T_, comm.rank(), comm.world());
   model_->init_params(static_cast<uint64_t>(cfg.run.seed));
   if (cfg.telemetry.every > 0) {  // the ΔW buffers now, not inside step 1
     optimizer_->set_record_updates(true);
     optimizer_->set_record_updates(false);
   }
-  if (options.resume.empty()) return;
-  const std::string& dir = options.resume;
-  Checkpoint ck(dir);
-  check_same_model(ck.model_config(), cfg.model, dir);
+  if (!resume_) return;
+  const Checkpoint& ck = *resume_;
   model_->set_params(ck.weights(cfg.model).data());
-  optimizer_->load_state(ck.optimizer(), ck.state().value("optimizer", nlohmann::json()), dir);
-  if (loader_) loader_->restore(LoaderPosition::from_json(ck.state().at("loader"), dir));
-  step_ = ck.state().at("step").get<int64_t>();
-  tokens_ = ck.state().at("tokens").get<int64_t>();
+  optimizer_->load_state(ck.optimizer(), ck.optimizer_json(), ck.dir());
+  if (loader_) loader_->restore(LoaderPosition::from_json(ck.loader_json(), ck.dir()));
+  step_ = ck.step();
+  tokens_ = ck.tokens();
+  resume_.reset();  // its files are no longer needed
 }
 
 void Training::next_batch() {
@@ -255,6 +282,16 @@ bool Training::log_due(bool last) const {
 std::string Training::save_checkpoint() {
   std::vector<SafetensorsTensor> optimizer_state = optimizer_->state_tensors();
   if (comm_.rank() != 0) return "";
+  // Everything a checkpoint holds is finite, or it is not written: the weights are checked after
+  // every update, the optimizer state here (huge learning rates can overflow Adam's v alone).
+  for (const SafetensorsTensor& t : optimizer_state) {
+    const float* v = static_cast<const float*>(t.data);
+    int64_t n = 1;
+    for (int64_t s : t.shape) n *= s;
+    if (!std::all_of(v, v + n, [](float x) { return std::isfinite(x); }))
+      fail(cfg_.run_dir(), "step ", step_, ": the optimizer state '", t.name,
+           "' holds a NaN or an Inf", kStopped);
+  }
   nlohmann::json state = {
       {"tokens", tokens_}, {"optimizer", optimizer_->state_json()}, {"seed", cfg_.run.seed}};
   if (loader_) state["loader"] = loader_->position().to_json();

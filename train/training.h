@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "optim/optimizer.h"
 #include "optim/routing.h"
+#include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/telemetry.h"
 
@@ -120,16 +121,18 @@ class Training {
  private:
   void next_batch();  // windows_ → idx_, tgt_
 
+  // In the order they are built: what is cheap to check (data, checkpoint) before the model.
   const RunConfig& cfg_;
   Comm& comm_;
   int64_t B_, T_, accum_;
+  std::optional<DataLoader> loader_;  // none: random ids from rng_
+  Rng rng_;
+  std::optional<ValLoader> val_;
+  std::optional<Checkpoint> resume_;
   std::vector<std::string> warnings_;
   std::vector<Route> routes_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
-  std::optional<DataLoader> loader_;  // none: random ids from rng_
-  Rng rng_;
-  std::optional<ValLoader> val_;
   RankTelemetry telemetry_;
   double flops_per_token_, peak_tflops_;
   std::vector<int32_t> windows_, idx_, tgt_;  // [B, T+1], [B, T], [B, T]
