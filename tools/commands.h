@@ -17,5 +17,7 @@ int cmd_train(int argc, char** argv);
 int cmd_ranks(int argc, char** argv);
 int cmd_sample(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_sweep(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
 
 }  // namespace muongpt

@@ -32,6 +32,10 @@ constexpr Command kCommands[] = {
     {"shard-info", "check token shards and print their statistics", muongpt::cmd_shard_info},
     {"bench", "time training steps of a config: tokens/s, step split, FLOP rate",
      muongpt::cmd_bench},
+    {"sweep", "run the variants of a config (listed, or the product of axes) as runs",
+     muongpt::cmd_sweep},
+    {"compare", "line runs up: config diff, val losses at matched tokens, telemetry",
+     muongpt::cmd_compare},
 };
 
 void print_usage(std::FILE* out) {

@@ -126,7 +126,8 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step,
     state["step"] = step;
     write_text(tmp / "state.json", state.dump(1) + "\n");
     write_text(tmp / "config.toml", contents.config_toml);
-    for (const char* f : {"model.safetensors", "optimizer.safetensors", "state.json", "config.toml"})
+    for (const char* f :
+         {"model.safetensors", "optimizer.safetensors", "state.json", "config.toml"})
       fsync_path(tmp / f);
     fsync_path(tmp);
   } catch (...) {
@@ -157,8 +158,7 @@ Checkpoint::Checkpoint(const std::string& dir)
       optimizer_((fs::path(dir) / "optimizer.safetensors").string()) {
   const fs::path state_path = fs::path(dir) / "state.json";
   state_ = nlohmann::json::parse(read_text(state_path), nullptr, /*allow_exceptions=*/false);
-  if (state_.is_discarded())
-    fail(state_path.string(), "not valid JSON (truncated or damaged)");
+  if (state_.is_discarded()) fail(state_path.string(), "not valid JSON (truncated or damaged)");
   if (!state_.is_object() || !state_.contains("version") || !state_.contains("step"))
     fail(state_path.string(), "not a muongpt checkpoint state (no version/step)");
   if (state_["version"] != kCheckpointVersion)
@@ -167,6 +167,8 @@ Checkpoint::Checkpoint(const std::string& dir)
   for (const char* key : {"step", "tokens"})
     if (!state_.contains(key) || !state_[key].is_number_integer() || state_[key].get<int64_t>() < 0)
       fail(state_path.string(), "'", key, "' is missing or not a whole number >= 0");
+  if (state_.contains("elapsed_s") && !state_["elapsed_s"].is_number())
+    fail(state_path.string(), "'elapsed_s' is not a number");
   if (!state_.contains("optimizer") || !state_["optimizer"].is_object())
     fail(state_path.string(), "'optimizer' is missing or not an object");
   config_toml_ = read_text(fs::path(dir) / "config.toml");

@@ -51,6 +51,7 @@ class Checkpoint {
   // state.json's fields, checked when the checkpoint is opened (Errors name the file).
   int64_t step() const { return state_["step"].get<int64_t>(); }
   int64_t tokens() const { return state_["tokens"].get<int64_t>(); }
+  double elapsed_s() const { return state_.value("elapsed_s", 0.0); }  // 0 before it was saved
   const nlohmann::json& optimizer_json() const { return state_["optimizer"]; }
   // The loader's position; Error when the checkpoint has none (written by a random-data run).
   const nlohmann::json& loader_json() const;

@@ -101,11 +101,13 @@ RunConfig parse(toml::table& root, const std::string& file,
 // A section of RunConfig, reached from it through the member pointers `path`.
 template <typename S, typename... Path>
 RunConfigSection erased(const ConfigTable<S>& keys, Path... path) {
-  return {keys.section(), keys.key_info(), [&keys, path...](const RunConfig& c) {
-            // clang-format off
+  // clang-format off
+  return {keys.section(), keys.key_info(),
+          [&keys, path...](const RunConfig& c) {
             return keys.write((c .* ... .* path), /*docs=*/true);  // c.*path[0].*path[1]...
-            // clang-format on
-          }};
+          },
+          [&keys, path...](const RunConfig& c) { return keys.assignments((c .* ... .* path)); }};
+  // clang-format on
 }
 
 }  // namespace
@@ -140,6 +142,16 @@ const std::vector<RunConfigSection>& run_config_sections() {
       erased(device_config_keys(), &RunConfig::device),
   };
   return sections;
+}
+
+std::vector<std::pair<std::string, std::string>> config_values(const RunConfig& cfg) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const RunConfigSection& s : run_config_sections())
+    for (const std::string& a : s.assignments(cfg)) {
+      const size_t eq = a.find(" = ");
+      out.emplace_back(s.name + "." + a.substr(0, eq), a.substr(eq + 3));
+    }
+  return out;
 }
 
 std::string RunConfig::run_dir() const {

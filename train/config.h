@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config_table.h"
@@ -116,8 +117,14 @@ struct RunConfigSection {
   std::string name;                                    // as in the file: "optim.muon"
   std::vector<ConfigKeyInfo> keys;                     // every key with its default and doc
   std::function<std::string(const RunConfig&)> write;  // the section as config.toml has it
+  // "key = value" per key, in table order (the values as config.toml writes them)
+  std::function<std::vector<std::string>(const RunConfig&)> assignments;
 };
 const std::vector<RunConfigSection>& run_config_sections();
+
+// Every key of every section as ("section.key", value as TOML), in file order: what `muongpt
+// compare` diffs between runs.
+std::vector<std::pair<std::string, std::string>> config_values(const RunConfig& cfg);
 
 // Reads `path`, applies `overrides` ("section.key=value", the value in TOML syntax or a bare
 // string), and validates everything. Errors name the file (or the override) and the key.

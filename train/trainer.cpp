@@ -158,19 +158,21 @@ class RunLog {
 
 }  // namespace
 
-TrainSummary train(const RunConfig& cfg, const TrainOptions& options) {
+TrainSummary train(const RunConfig& cfg, const TrainOptions& options, Comm* job_comm) {
   const RankInfo info = discover_ranks(options.ranks);
   share_cpu_threads(info.local_world);
   std::printf("muongpt: %s, backend %s (%d CPU threads)\n", info.describe().c_str(),
               resolve_backend(cfg.device.backend).c_str(), cpu_threads());
   std::fflush(stdout);
-  std::unique_ptr<Comm> comm = make_job_comm(info, cfg, resolve_backend(cfg.device.backend));
+  std::unique_ptr<Comm> own_comm;
+  if (!job_comm) own_comm = make_job_comm(info, cfg, resolve_backend(cfg.device.backend));
+  Comm* comm = job_comm ? job_comm : own_comm.get();
   fault_rank() = comm->rank();
   const bool lead = comm->rank() == 0;  // rank 0 writes the run directory and prints
   const std::string dir = cfg.run_dir();
   if (options.resume == "latest" && !fs::exists(dir))  // before the lock creates it
     fail(dir, "has no checkpoint to resume from (--resume latest)");
-  std::optional<RunLock> lock;  // held until the process ends
+  std::optional<RunLock> lock;  // held while this run trains
   if (lead) lock.emplace(dir);
   comm->barrier();  // no rank looks at the checkpoints before rank 0 holds the run
   const std::string resume = resolve_resume(options.resume, dir);

@@ -23,6 +23,9 @@ struct TrainSummary {
   bool interrupted = false;  // stopped by SIGINT/SIGTERM after saving a checkpoint
 };
 
-TrainSummary train(const RunConfig& cfg, const TrainOptions& options);
+// Trains the config's run to [train] steps. With `comm`, the job's communicator that a caller
+// already holds (a sweep runs its variants in one job: MPI is initialised once per process);
+// without, one is made for this run.
+TrainSummary train(const RunConfig& cfg, const TrainOptions& options, Comm* comm = nullptr);
 
 }  // namespace muongpt

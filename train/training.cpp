@@ -177,6 +177,7 @@ Training::Training(const RunConfig& cfg, Comm& comm, const TrainingOptions& opti
   if (loader_) loader_->restore(LoaderPosition::from_json(ck.loader_json(), ck.dir()));
   step_ = ck.step();
   tokens_ = ck.tokens();
+  elapsed_before_ = ck.elapsed_s();
   resume_.reset();  // its files are no longer needed
 }
 
@@ -292,12 +293,18 @@ std::string Training::save_checkpoint() {
       fail(cfg_.run_dir(), "step ", step_, ": the optimizer state '", t.name,
            "' holds a NaN or an Inf", kStopped);
   }
-  nlohmann::json state = {
-      {"tokens", tokens_}, {"optimizer", optimizer_->state_json()}, {"seed", cfg_.run.seed}};
+  nlohmann::json state = {{"tokens", tokens_},
+                          {"elapsed_s", elapsed_s()},
+                          {"optimizer", optimizer_->state_json()},
+                          {"seed", cfg_.run.seed}};
   if (loader_) state["loader"] = loader_->position().to_json();
   return muongpt::save_checkpoint(cfg_.run_dir(), step_, model_->specs(), model_->params_host(),
                                   {std::move(optimizer_state), std::move(state), cfg_.to_toml()},
                                   cfg_.train.keep_checkpoints);
+}
+
+double Training::elapsed_s() const {
+  return elapsed_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
 }
 
 int64_t Training::tokens_per_step() const {
@@ -318,6 +325,7 @@ nlohmann::json Training::metrics(const StepResult& r, double val_loss) const {
                         {"grad_norm", r.grad_norm},
                         {"tokens_per_s", double(tokens_per_step()) / r.seconds},
                         {"step_ms", r.seconds * 1e3},
+                        {"elapsed_s", elapsed_s()},
                         {"mem_bytes", model_->memory_plan().total()}};
   if (std::isfinite(val_loss)) rec["val_loss"] = val_loss;
   if (!r.telemetry.is_null()) rec["telemetry_s"] = r.telemetry_s();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -103,6 +104,8 @@ class Training {
   bool log_due(bool last) const;
 
   int64_t steps_done() const { return step_; }
+  // Wall-clock seconds the run has trained, over all its resumes (saved in checkpoints).
+  double elapsed_s() const;
   int64_t tokens_per_step() const;
   // Model FLOP utilisation of a step that took `seconds` (docs/bench.md, "The FLOP count"); NaN
   // when the peak is unknown.
@@ -137,6 +140,8 @@ class Training {
   double flops_per_token_, peak_tflops_;
   std::vector<int32_t> windows_, idx_, tgt_;  // [B, T+1], [B, T], [B, T]
   int64_t step_ = 0, tokens_ = 0;
+  double elapsed_before_ = 0;  // seconds of the run before this process resumed it
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
 // The ModelOptions of a [device] section for the rank with `local_rank` ("auto" resolved; errors
