@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace muongpt {
 
@@ -17,13 +19,29 @@ int64_t SafetensorsEntry::numel() const {
   return n;
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) fail(path, "cannot open file");
-  const auto size = static_cast<size_t>(in.tellg());
-  in.seekg(0);
-  bytes_.resize(size);
-  if (!in.read(bytes_.data(), static_cast<std::streamsize>(size))) fail(path, "cannot read file");
+namespace {
+// The whole file, through the regular-file check (a FIFO or a directory is an error, not a hang).
+std::string read_file(const std::string& path) {
+  try {
+    return read_regular_file(path, std::numeric_limits<int64_t>::max());
+  } catch (const Error& e) {
+    fail(path, "cannot open file: ", e.message());
+  }
+}
+}  // namespace
+
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : SafetensorsFile(path, read_file(path)) {}
+
+SafetensorsFile SafetensorsFile::from_tensors(const std::string& name,
+                                              const std::vector<SafetensorsTensor>& tensors) {
+  return SafetensorsFile(name, encode_safetensors(tensors));
+}
+
+SafetensorsFile::SafetensorsFile(std::string name, std::string bytes)
+    : path_(std::move(name)), bytes_(std::move(bytes)) {
+  const std::string& path = path_;  // errors below name it
+  const size_t size = bytes_.size();
 
   if (size < 8) fail(path, "not a safetensors file: ", size, " bytes, shorter than its header");
   uint64_t header_len = 0;
@@ -71,7 +89,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       ranges.emplace_back(off[0], off[1]);
       entries_[name] = std::move(e);
     } catch (const json::exception& ex) {
-      fail(path, "tensor '", name, "' has a malformed header entry: ", ex.what());
+      fail(path, "tensor '", name, "' has a malformed header entry: ", untagged(ex));
     }
   }
   std::sort(ranges.begin(), ranges.end());
@@ -148,35 +166,51 @@ template std::vector<double> SafetensorsFile::read<double>(const std::string&) c
 template std::vector<int32_t> SafetensorsFile::read<int32_t>(const std::string&) const;
 template std::vector<int64_t> SafetensorsFile::read<int64_t>(const std::string&) const;
 
-void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+namespace {
+
+size_t tensor_bytes(const SafetensorsTensor& t) {
+  int64_t numel = 1;
+  for (int64_t s : t.shape) numel *= s;
+  return static_cast<size_t>(numel) * dtype_size(t.dtype);
+}
+
+// The 8-byte length and the JSON header; the tensors' bytes follow it in order.
+std::string header_bytes(const std::vector<SafetensorsTensor>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   size_t offset = 0;
   for (const auto& t : tensors) {
-    int64_t numel = 1;
-    for (int64_t s : t.shape) numel *= s;
-    size_t nbytes = static_cast<size_t>(numel) * dtype_size(t.dtype);
     header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))},
                       {"shape", t.shape},
-                      {"data_offsets", {offset, offset + nbytes}}};
-    offset += nbytes;
+                      {"data_offsets", {offset, offset + tensor_bytes(t)}}};
+    offset += tensor_bytes(t);
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
+  std::string bytes(8, '\0');
+  const uint64_t len = text.size();
+  for (int i = 0; i < 8; ++i) bytes[size_t(i)] = char((len >> (8 * i)) & 0xff);
+  return bytes + text;
+}
+
+}  // namespace
+
+std::string encode_safetensors(const std::vector<SafetensorsTensor>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
+  std::string bytes = header_bytes(tensors, metadata);
+  for (const auto& t : tensors) bytes.append(static_cast<const char*>(t.data), tensor_bytes(t));
+  return bytes;
+}
+
+void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) fail(path, "cannot open for writing");
-  uint64_t len = text.size();
-  char len_bytes[8];
-  for (int i = 0; i < 8; ++i) len_bytes[i] = char((len >> (8 * i)) & 0xff);
-  out.write(len_bytes, 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto& t : tensors) {
-    int64_t numel = 1;
-    for (int64_t s : t.shape) numel *= s;
-    out.write(static_cast<const char*>(t.data),
-              static_cast<std::streamsize>(static_cast<size_t>(numel) * dtype_size(t.dtype)));
-  }
+  const std::string header = header_bytes(tensors, metadata);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  for (const auto& t : tensors)  // streamed: a checkpoint is not copied whole in memory
+    out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(tensor_bytes(t)));
   out.flush();
   if (!out) fail(path, "write failed (disk full?)");
 }

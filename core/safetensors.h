@@ -25,6 +25,10 @@ class SafetensorsFile {
  public:
   // Reads and validates the whole file; every problem is an Error naming `path`.
   explicit SafetensorsFile(const std::string& path);
+  // Tensors held in memory, as the file of them would read back (`name` names them in errors):
+  // for state that changes hands without a file (the criterion routing's optimizer switch).
+  static SafetensorsFile from_tensors(const std::string& name,
+                                      const std::vector<struct SafetensorsTensor>& tensors);
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -40,8 +44,9 @@ class SafetensorsFile {
   std::vector<T> read(const std::string& name) const;
 
  private:
+  SafetensorsFile(std::string path, std::string bytes);
   std::string path_;
-  std::vector<char> bytes_;
+  std::string bytes_;
   size_t data_start_ = 0;
   std::map<std::string, SafetensorsEntry> entries_;
   std::map<std::string, std::string> metadata_;
@@ -55,6 +60,9 @@ struct SafetensorsTensor {
   const void* data;
 };
 
+// The bytes of a safetensors file holding `tensors` (in the given order).
+std::string encode_safetensors(const std::vector<SafetensorsTensor>& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
 // Writes `path` (tensors in the given order). Errors name the path.
 void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});

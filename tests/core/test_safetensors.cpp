@@ -66,7 +66,7 @@ TEST_F(Safetensors, CorruptFilesAreRefusedWithTheirPath) {
     std::ofstream(path(name), std::ios::binary) << content;
     return path(name);
   };
-  EXPECT_EQ(error_of(path("nope")), path("nope") + ": cannot open file");
+  EXPECT_EQ(error_of(path("nope")), path("nope") + ": cannot open file: no such file");
   EXPECT_NE(error_of(write("short", "abc")).find("shorter than its header"), std::string::npos);
   std::string huge = bytes;
   huge[5] = 0x7f;  // header length far beyond the file
