@@ -7,7 +7,9 @@
 //
 // A Comm runs collectives over the ranks: sums, reduce-scatter, all-gather, broadcast, barrier.
 // The MPI implementation moves host memory (CPU runs), the NCCL one device memory (CUDA runs);
-// a world of one needs neither. Every collective is watched: one that waits longer than the
+// a world of one needs neither. core/comm_staged.h makes a device-memory communicator of a
+// host-memory one by copying through host memory ([device] comm = "mpi" for CUDA ranks, which lets
+// several share one GPU). Every collective is watched: one that waits longer than the
 // timeout for the other ranks (a rank died, hangs or was stopped) prints one error line naming
 // the collective and ends the process with exit code 3, so the launcher takes the job down.
 #pragma once
@@ -59,7 +61,7 @@ class Comm {
 
   int rank() const { return rank_; }
   int world() const { return world_; }
-  virtual std::string_view backend() const = 0;  // "single", "mpi", "nccl"
+  virtual std::string_view backend() const = 0;  // "single", "mpi", "nccl", "mpi-staged"
   // Whether buffers are device memory (NCCL) or host memory.
   virtual Device buffers() const = 0;
 

@@ -56,6 +56,8 @@ namespace muongpt {
       "the GPU model's storage type: bf16 or fp32 (CUDA only)")                                 \
   KEY(std::string, attention, "straightforward", one_of({"straightforward", "flash"}),          \
       "straightforward, or flash (CUDA, bf16 only)")                                            \
+  KEY(std::string, comm, "auto", one_of({"auto", "nccl", "mpi"}),                               \
+      "between ranks: auto, nccl, or mpi (CUDA ranks staged through host memory)")              \
   KEY(double, comm_timeout, 600.0, at_least(0).says("must be >= 0 seconds (0 = wait forever)"), \
       "seconds a collective may wait for the other ranks; 0 = never give up")                   \
   KEY(double, peak_tflops, 0.0,                                                                 \

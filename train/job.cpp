@@ -1,8 +1,10 @@
 #include "train/job.h"
 
 #include <charconv>
+#include <string>
 #include <utility>
 
+#include "core/comm_staged.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "optim/optimizer.h"
@@ -31,22 +33,52 @@ RankFlags rank_flags(const cxxopts::ParseResult& args) {
   return flags;
 }
 
+namespace {
+
+// Several processes exchange through MPI only when mpirun (or srun with MPI) started them.
+void require_mpi_launch(const RankInfo& info, const std::string& why) {
+  if (!launched_by_mpi()) fail(info.source, "rank ", info.rank, " of ", info.world, ": ", why);
+}
+
+}  // namespace
+
 std::unique_ptr<Comm> make_job_comm(const RankInfo& info, const RunConfig& cfg,
                                     const std::string& backend) {
+  const std::string& comm = cfg.device.comm;
+  if (comm == "nccl" && backend != "cuda")
+    throw Error(cfg.file,
+                "[device] comm = \"nccl\" moves GPU memory, but this run's backend is " + backend,
+                "use comm = \"auto\" or \"mpi\", or backend = \"cuda\"");
   if (info.world == 1) return make_single_comm();
+  if (backend == "cuda" && comm == "mpi") {
+    // Any number of ranks per GPU: each collective goes through host memory and MPI.
+    require_mpi_launch(info,
+                       "[device] comm = \"mpi\" exchanges through MPI: launch the ranks with "
+                       "mpirun (or srun with MPI)");
+    const int gpus = cuda_device_count();
+    if (gpus == 0)
+      fail(cfg.file, "[device] backend = \"cuda\" but no GPU is visible (", describe_devices(),
+           ")");
+    cuda_set_device(info.local_rank % gpus);  // the model's GPU (model_options)
+    return make_staged_comm(make_mpi_comm(info, cfg.device.comm_timeout),
+                            make_cuda_staging_device());
+  }
   if (backend == "cuda") {
     const int gpus = cuda_device_count();
     if (info.local_world > gpus)
-      fail(cfg.file, "[device] backend = \"cuda\" with ", info.local_world, " ranks on ", info.host,
-           " but ", gpus, " GPU", gpus == 1 ? "" : "s",
-           " visible there: multi-GPU runs take one process per GPU");
+      throw Error(cfg.file,
+                  "[device] backend = \"cuda\" with " + std::to_string(info.local_world) +
+                      " ranks on " + info.host + " but " + std::to_string(gpus) + " GPU" +
+                      (gpus == 1 ? "" : "s") +
+                      " visible there: multi-GPU runs take one process per GPU",
+                  "NCCL refuses two ranks on one GPU; [device] comm = \"mpi\" lets ranks share "
+                  "one, slowly, through host memory");
     cuda_set_device(info.local_rank);
     return make_nccl_comm(info, cfg.device.comm_timeout);
   }
-  if (!launched_by_mpi())
-    fail(info.source, "rank ", info.rank, " of ", info.world,
-         ": multi-process CPU runs exchange gradients through MPI: launch them with mpirun (or "
-         "srun with MPI); torchrun launches need the CUDA backend");
+  require_mpi_launch(info,
+                     "multi-process CPU runs exchange gradients through MPI: launch them with "
+                     "mpirun (or srun with MPI); torchrun launches need the CUDA backend");
   return make_mpi_comm(info, cfg.device.comm_timeout);
 }
 

@@ -18,9 +18,12 @@ namespace muongpt {
 void add_rank_options(cxxopts::Options& opts);
 RankFlags rank_flags(const cxxopts::ParseResult& args);
 
-// The communicator for `info`: NCCL between GPUs (one process per GPU, the rank's GPU its local
-// rank), MPI between CPU processes, none for a world of one. Clear errors for more ranks on a
-// host than GPUs there, and for several CPU processes not launched through MPI.
+// The communicator for `info` and [device] comm: none for a world of one; with "auto", NCCL
+// between GPUs (one process per GPU, the rank's GPU its local rank) and MPI between CPU processes;
+// "nccl" the same (an error on the CPU backend); "mpi" MPI for CPU ranks and, for CUDA ranks, MPI
+// staged through host memory (core/comm_staged.h), any number of ranks per GPU (rank's GPU: local
+// rank mod GPUs). Clear errors for more NCCL ranks on a host than GPUs there, and for several
+// processes that need MPI but were not launched through it.
 std::unique_ptr<Comm> make_job_comm(const RankInfo& info, const RunConfig& cfg,
                                     const std::string& backend);
 

@@ -24,6 +24,7 @@
 #include "data/shard.h"
 #include "testing/subprocess.h"
 #include "testing/tiny_run.h"
+#include "testing/train_runs.h"
 
 namespace muongpt {
 namespace {
@@ -31,18 +32,13 @@ namespace {
 namespace fs = std::filesystem;
 using Result = testing::CommandResult;
 
-// `muongpt args` under mpirun with np ranks (root and more ranks than cores allowed).
-Result mpirun(int np, const std::string& args, const std::string& env = "") {
-  return testing::run_muongpt(
-      args, env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + MUONGPT_MPIEXEC +
-                " -np " + std::to_string(np) + " --oversubscribe");
-}
+using testing::expect_same_curve;
+using testing::expect_same_tensors;
+using testing::read_jsonl;
 
-std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-  return out;
+// `muongpt args` under mpirun with np ranks.
+Result mpirun(int np, const std::string& args, const std::string& env = "") {
+  return testing::mpirun_muongpt(np, args, env);
 }
 
 class TrainMpiTest : public testing::TinyRunTest {
@@ -55,44 +51,6 @@ class TrainMpiTest : public testing::TinyRunTest {
     return read_jsonl(run_dir(name) / "metrics.jsonl");
   }
 };
-
-// Same steps, same losses (train every step, val where evaluated) to `tol` relative.
-void expect_same_curve(const std::vector<nlohmann::json>& a, const std::vector<nlohmann::json>& b,
-                       double tol, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i]["step"], b[i]["step"]) << what;
-    EXPECT_EQ(a[i]["tokens"], b[i]["tokens"]) << what;
-    for (const char* key : {"train_loss", "val_loss", "grad_norm"}) {
-      ASSERT_EQ(a[i].contains(key), b[i].contains(key)) << what << " " << key;
-      if (!a[i].contains(key)) continue;
-      const double x = a[i][key], y = b[i][key];
-      EXPECT_NEAR(x, y, tol * std::abs(y)) << what << " step " << a[i]["step"] << " " << key;
-    }
-  }
-}
-
-// Telemetry figures: both null (undefined, e.g. a zero gradient) or close.
-void expect_near_or_null(const nlohmann::json& x, const nlohmann::json& y, double tol,
-                         const std::string& what) {
-  ASSERT_EQ(x.is_null(), y.is_null()) << what;
-  if (y.is_null()) return;
-  EXPECT_NEAR(x.get<double>(), y.get<double>(), tol * std::abs(y.get<double>())) << what;
-}
-
-// Every tensor of two checkpoint files: ‖a − b‖_F / ‖b‖_F ≤ tol.
-void expect_same_tensors(const fs::path& a, const fs::path& b, double tol) {
-  SafetensorsFile fa(a.string()), fb(b.string());
-  ASSERT_EQ(fa.names(), fb.names()) << a;
-  for (const std::string& name : fa.names()) {
-    const auto x = fa.read<float>(name), y = fb.read<float>(name);
-    ASSERT_EQ(x.size(), y.size()) << name;
-    double d = 0, n = 0;
-    for (size_t j = 0; j < x.size(); ++j)
-      d += double(x[j] - y[j]) * (x[j] - y[j]), n += double(y[j]) * y[j];
-    EXPECT_LE(std::sqrt(d), tol * std::sqrt(n) + 1e-30) << a << " " << name;
-  }
-}
 
 TEST_F(TrainMpiTest, RanksTimesAccumulationIsOneGlobalBatch) {
   for (const char* preset : {"speedrun", "adamw"}) {
@@ -118,19 +76,8 @@ TEST_F(TrainMpiTest, RanksTimesAccumulationIsOneGlobalBatch) {
       for (const char* file : {"model.safetensors", "optimizer.safetensors"})
         expect_same_tensors(checkpoint(name, 6) / file, checkpoint(one, 6) / file, 1e-4);
       // Telemetry covers every rank's tokens and every weight, once.
-      const auto ranks = read_jsonl(run_dir(name) / "ranks.jsonl"),
-                 ranks1 = read_jsonl(run_dir(one) / "ranks.jsonl");
-      ASSERT_EQ(ranks.size(), ranks1.size());
-      for (size_t i = 0; i < ranks.size(); ++i) {
-        EXPECT_EQ(ranks[i]["tokens"], ranks1[i]["tokens"]);
-        ASSERT_EQ(ranks[i]["weights"].size(), ranks1[i]["weights"].size());
-        ASSERT_EQ(ranks[i]["act"].size(), ranks1[i]["act"].size());
-        for (auto& [key, a] : ranks1[i]["act"].items())
-          expect_near_or_null(ranks[i]["act"][key]["st"], a["st"], 1e-4, name + " " + key);
-        for (auto& [key, w] : ranks1[i]["weights"].items())
-          expect_near_or_null(ranks[i]["weights"][key]["grad_nr"], w["grad_nr"], 1e-3,
-                              name + " " + key);
-      }
+      testing::expect_same_telemetry(run_dir(name) / "ranks.jsonl", run_dir(one) / "ranks.jsonl",
+                                     1e-4, 1e-3, name);
     }
   }
 }
@@ -202,6 +149,31 @@ TEST_F(TrainMpiTest, MoreCudaRanksThanGpusIsAClearError) {
   EXPECT_NE(r.out.find(" visible there: multi-GPU runs take one process per GPU"),
             std::string::npos)
       << r.out;
+  // and says how ranks can share a GPU
+  EXPECT_NE(r.out.find("[device] comm = \"mpi\" lets ranks share one, slowly, through host memory"),
+            std::string::npos)
+      << r.out;
+}
+
+// [device] comm = "mpi" lets CUDA ranks share a GPU (tests/cuda/test_comm_staged_cuda.cpp trains
+// so), but needs MPI's launcher and a GPU: one error line each.
+TEST_F(TrainMpiTest, CommChoicesThatCannotWorkAreClearErrors) {
+  const std::string staged = "--set device.backend=cuda --set device.comm=mpi";
+  Result r = testing::run_muongpt(train("staged_torchrun", 1, staged),
+                                  "RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 LOCAL_WORLD_SIZE=2");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("muongpt: error: torchrun: rank 0 of 2: [device] comm = \"mpi\" exchanges "
+                       "through MPI: launch the ranks with mpirun (or srun with MPI)"),
+            std::string::npos)
+      << r.out;
+  if (cuda_device_count() == 0) {
+    r = mpirun(2, train("staged_no_gpu", 1, staged));
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("muongpt: error: " + config_ +
+                         ": [device] backend = \"cuda\" but no GPU is visible ("),
+              std::string::npos)
+        << r.out;
+  }
 }
 
 // `muongpt bench` under mpirun: every rank takes part (a sharded optimizer, the loss and

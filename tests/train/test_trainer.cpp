@@ -318,6 +318,18 @@ TEST_F(TrainerTest, TheCudaBackendWithoutAGpuIsAClearError) {
   EXPECT_FALSE(fs::exists(run_dir("cuda") / "checkpoints")) << r.out;
 }
 
+// NCCL moves GPU memory: asking for it on the CPU is an error, even for one rank.
+TEST_F(TrainerTest, NcclOnTheCpuIsAClearError) {
+  Result r = run(train("nccl_on_cpu", "--set device.backend=cpu --set device.comm=nccl"));
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("muongpt: error: " + config_ +
+                       ": [device] comm = \"nccl\" moves GPU memory, but this run's backend is cpu "
+                       "(use comm = \"auto\" or \"mpi\", or backend = \"cuda\")\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(run_dir("nccl_on_cpu") / "checkpoints")) << r.out;
+}
+
 TEST_F(TrainerTest, SampleDecodesFromACheckpoint) {
   MG_REQUIRE_VOCAB();  // skips without gpt2.tiktoken, fails in CI (MUONGPT_REQUIRE_VOCAB)
   const std::string vocab = testing::vocab_path();
@@ -370,6 +382,8 @@ TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
             "[device] attention: expected \"straightforward\" or \"flash\", found \"fast\"");
   EXPECT_EQ(error_of("[device]\nprecision = \"fp32\"\nattention = \"flash\"\n"),
             "[device] attention: \"flash\" runs in bf16 only (precision is \"fp32\")");
+  EXPECT_EQ(error_of("[device]\ncomm = \"gloo\"\n"),
+            "[device] comm: expected \"auto\", \"nccl\" or \"mpi\", found \"gloo\"");
   EXPECT_EQ(error_of("[device]\ncomm_timeout = -1\n"),
             "[device] comm_timeout: must be >= 0 seconds (0 = wait forever)");
   EXPECT_EQ(error_of("[device]\npeak_tflops = -2.0\n"),
