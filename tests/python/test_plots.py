@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import FakeRun, line, read_jsonl, run_tool, tiny_config, train  # noqa: F401
+from conftest import FakeRun, line, read_jsonl, run_tool, train
 
 import plot_compare
 import runlib

@@ -1,7 +1,6 @@
 """tools/tensorboard_export.py: what TensorBoard reads back equals metrics.jsonl and
 ranks.jsonl, in one go and while following live runs (appends, partial lines, a resume)."""
 
-import json
 import os
 import queue
 import re
@@ -12,8 +11,7 @@ import threading
 import time
 
 import numpy as np
-import pytest
-from conftest import TOOLS, FakeRun, line, read_jsonl, run_tool, tiny_config, train  # noqa: F401
+from conftest import TOOLS, FakeRun, line, read_jsonl, run_tool, train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
