@@ -4,7 +4,7 @@
     python3 tools/plot_ranks.py RUN_DIR [--out DIR]
 
 Reads RUN_DIR/ranks.jsonl (schema: docs/telemetry.md) and writes three PNGs into
-RUN_DIR/plots/ (or --out):
+RUN_DIR/plots/ (or --out); matplotlib is installed on demand (tools/pyenv.sh):
 
   act_stable_rank.png    st(A) vs step, one panel per activation kind, one line per block
   grad_nuclear_rank.png  nr(G) vs step, one panel per weight kind, one line per block
@@ -13,28 +13,20 @@ RUN_DIR/plots/ (or --out):
 """
 
 import argparse
-import json
 import math
 import os
-import re
 import sys
 
-ACT_KINDS = ["attn_in", "attn_out", "mlp_in", "mlp_pre", "mlp_act"]
-WEIGHT_KINDS = ["attn.wq", "attn.wk", "attn.wv", "attn.wo", "mlp.w1", "mlp.w2"]
-BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runlib  # noqa: E402
+from runlib import ACT_KINDS, BLOCK, WEIGHT_KINDS  # noqa: E402
 
 
 def read_records(path):
-    records = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a killed run may leave a partial last line
+    try:
+        records = runlib.read_records(path)
+    except runlib.RunError as e:
+        sys.exit(f"plot_ranks: error: {e}")
     if not records:
         sys.exit(f"plot_ranks: error: {path}: no telemetry records")
     return records
@@ -78,14 +70,12 @@ def main():
     ap.add_argument("run_dir")
     ap.add_argument("--out", help="output directory (default RUN_DIR/plots)")
     args = ap.parse_args()
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit("plot_ranks: error: matplotlib is not installed (pip install matplotlib)")
-
     records = read_records(os.path.join(args.run_dir, "ranks.jsonl"))
+    runlib.require("plot_ranks", {"matplotlib": "matplotlib"})
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     out = args.out or os.path.join(args.run_dir, "plots")
     os.makedirs(out, exist_ok=True)
     L = n_blocks(records[-1])

@@ -37,10 +37,9 @@ fi
 
 say "rank telemetry"
 "$bin" ranks "$run_dir"
-if python3 -c "import matplotlib" 2>/dev/null || pip install -q matplotlib; then
-  python3 tools/plot_ranks.py "$run_dir"
-else
-  echo "(matplotlib unavailable: skipped the plots)"
+# matplotlib comes from the environment .cache/venv, made and filled on first use (tools/pyenv.sh).
+if ! bash tools/pyenv.sh matplotlib -- python tools/plot_ranks.py "$run_dir"; then
+  echo "(no plots: see above)"
 fi
 
 say "sample"
