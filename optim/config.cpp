@@ -8,7 +8,8 @@
 namespace muongpt {
 
 MUONGPT_DEFINE_CONFIG_TABLE(optim_config_keys, OptimConfig, "optim",
-                            ValueErrorForm::kKeyEqualsValue, MUONGPT_OPTIM_KEYS, {"adamw", "muon"})
+                            ValueErrorForm::kKeyEqualsValue, MUONGPT_OPTIM_KEYS,
+                            {"adamw", "muon", "criterion"})
 
 MUONGPT_DEFINE_CONFIG_TABLE(adamw_config_keys, AdamWConfig, "optim.adamw",
                             ValueErrorForm::kKeyEqualsValue, MUONGPT_ADAMW_KEYS)
@@ -16,10 +17,14 @@ MUONGPT_DEFINE_CONFIG_TABLE(adamw_config_keys, AdamWConfig, "optim.adamw",
 MUONGPT_DEFINE_CONFIG_TABLE(muon_config_keys, MuonConfig, "optim.muon",
                             ValueErrorForm::kKeyEqualsValue, MUONGPT_MUON_KEYS)
 
+MUONGPT_DEFINE_CONFIG_TABLE(criterion_config_keys, CriterionConfig, "optim.criterion",
+                            ValueErrorForm::kKeyEqualsValue, MUONGPT_CRITERION_KEYS)
+
 void OptimConfig::validate(const std::string& file) const {
   optim_config_keys().check(*this, file);
   adamw_config_keys().check(adamw, file);
   muon_config_keys().check(muon, file);
+  criterion_config_keys().check(criterion, file);
 
   const NsCoeffs coeffs = parse_ns_coeffs(muon.ns_coeffs, file, "[optim.muon] ns_coeffs");
   DualizerSpec ns_default;
@@ -35,7 +40,12 @@ void OptimConfig::validate(const std::string& file) const {
   }
 
   // Routing: the preset exists and every rule parses (including its options).
-  if (routing != "none") preset_rules(routing, file);
+  if (routing == "criterion" && (criterion.base == "criterion" || criterion.base == "none"))
+    criterion_config_keys().fail(file, criterion, "base",
+                                 "the probe window's routing is a preset (adamw, muon-wout, ...)");
+  if (routing == "criterion" && criterion.candidates.empty())
+    criterion_config_keys().fail(file, criterion, "candidates", "name at least one glob");
+  if (preset() != "none") preset_rules(preset(), file);
   if (routing == "none" && rules.empty())
     fail(file, "[optim] routing = \"none\" needs rules (or name a preset: speedrun, adamw, ...)");
   routing_rules(*this, file);
@@ -44,7 +54,8 @@ void OptimConfig::validate(const std::string& file) const {
 std::string OptimConfig::to_toml() const {
   return optim_config_keys().write(*this, /*docs=*/false) + "\n" +
          adamw_config_keys().write(adamw, /*docs=*/false) + "\n" +
-         muon_config_keys().write(muon, /*docs=*/false);
+         muon_config_keys().write(muon, /*docs=*/false) + "\n" +
+         criterion_config_keys().write(criterion, /*docs=*/false);
 }
 
 namespace {
@@ -75,6 +86,7 @@ OptimConfig optim_config_from_toml(const toml::table& root, const std::string& f
   optim_config_keys().read(s, c);
   adamw_config_keys().read(root, file, c.adamw);
   muon_config_keys().read(root, file, c.muon);
+  criterion_config_keys().read(root, file, c.criterion);
   c.validate(file);
   return c;
 }

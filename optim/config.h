@@ -19,9 +19,9 @@ namespace muongpt {
 // few custom rules override a preset for some parameters. A rule is "glob = adamw", "glob = muon",
 // or with per-rule options "glob = muon(dualizer=polar, lr_mult=0.5, scale=spectral, wd=0.01)"
 // (lr, lr_mult, wd for adamw; also dualizer and scale for muon).
-#define MUONGPT_OPTIM_KEYS(KEY)                                                       \
-  KEY(std::string, routing, "speedrun", {},                                           \
-      "preset: speedrun, adamw, muon-wout, muon-mlp, muon-attn-mlp, specgd, or none") \
+#define MUONGPT_OPTIM_KEYS(KEY)                                                                 \
+  KEY(std::string, routing, "speedrun", {},                                                     \
+      "preset: speedrun, adamw, muon-wout, muon-mlp, muon-attn-mlp, specgd, criterion or none") \
   KEY(std::vector<std::string>, rules, {}, {}, "custom rules, tried before the preset's")
 
 // [optim.adamw]: AdamW (decoupled decay, bias correction). The base lr of a parameter routed to
@@ -62,10 +62,30 @@ struct MuonConfig {
   bool operator==(const MuonConfig&) const = default;
 };
 
+// [optim.criterion]: routing = "criterion" lets the seed paper's criterion decide. During a probe
+// window the run trains with `base` and measures nr(G)/st(A) at every step; then every candidate
+// whose mean ratio reaches `threshold` moves to Muon (docs/optim.md, "Routing by the criterion").
+#define MUONGPT_CRITERION_KEYS(KEY)                                                         \
+  KEY(std::string, base, "adamw", {}, "the routing of the probe window: a preset")          \
+  KEY(int64_t, probe_steps, 50, positive(), "steps of the probe window; telemetry at each") \
+  KEY(std::vector<std::string>, candidates, std::vector<std::string>{"blocks.*"}, {},       \
+      "globs of the 2-D weights it may move to Muon")                                       \
+  KEY(double, threshold, 1.0, positive(), "a candidate moves when its mean nr(G)/st(A) >= this")
+
+struct CriterionConfig {
+  MUONGPT_CRITERION_KEYS(MUONGPT_CONFIG_MEMBER)
+  bool operator==(const CriterionConfig&) const = default;
+};
+
 struct OptimConfig {
   MUONGPT_OPTIM_KEYS(MUONGPT_CONFIG_MEMBER)
   AdamWConfig adamw;
   MuonConfig muon;
+  CriterionConfig criterion;
+
+  // The preset whose rules follow the custom ones: `routing`, or for routing = "criterion" the
+  // probe window's base.
+  const std::string& preset() const { return routing == "criterion" ? criterion.base : routing; }
 
   // Throws Error(file, "[optim...] key: problem") on the first impossible value, including rules
   // that do not parse and dualizer names that do not exist.
@@ -81,6 +101,7 @@ struct OptimConfig {
 const ConfigTable<OptimConfig>& optim_config_keys();
 const ConfigTable<AdamWConfig>& adamw_config_keys();
 const ConfigTable<MuonConfig>& muon_config_keys();
+const ConfigTable<CriterionConfig>& criterion_config_keys();
 
 // Reads [optim], [optim.adamw] and [optim.muon] (absent sections take the defaults); unknown
 // keys and wrong types are errors naming the file, section and key. `routing` may also be given

@@ -158,7 +158,7 @@ std::vector<std::string> preset_rules(const std::string& preset, const std::stri
     std::string known;
     for (const auto& n : routing_presets()) known += n + ", ";
     fail(file, "[optim] routing: unknown preset '", preset, "' (expected ", known,
-         "none, or an array of rules)");
+         "none, criterion, or an array of rules)");
   }
   return it->second;
 }
@@ -237,10 +237,10 @@ std::vector<RoutingRule> routing_rules(const OptimConfig& cfg, const std::string
   std::vector<RoutingRule> rules;
   for (size_t i = 0; i < cfg.rules.size(); ++i)
     rules.push_back(parse_rule(cfg.rules[i], "rules[" + std::to_string(i) + "]", file));
-  if (cfg.routing != "none") {
-    const auto preset = preset_rules(cfg.routing, file);
+  if (cfg.preset() != "none") {
+    const auto preset = preset_rules(cfg.preset(), file);
     for (size_t i = 0; i < preset.size(); ++i) {
-      rules.push_back(parse_rule(preset[i], cfg.routing + "[" + std::to_string(i) + "]", file));
+      rules.push_back(parse_rule(preset[i], cfg.preset() + "[" + std::to_string(i) + "]", file));
       rules.back().from_preset = true;
     }
   }

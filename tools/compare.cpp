@@ -78,6 +78,7 @@ struct Run {
   std::vector<std::pair<std::string, std::string>> values;  // config_values(cfg)
   std::vector<json> metrics, ranks;
   std::map<std::string, std::string> routing;
+  json decision;                               // routing.json (routing = "criterion"), or null
   std::vector<std::pair<double, double>> val;  // (tokens, val_loss)
   // The comparison's figures.
   std::vector<std::string> changes, flags;
@@ -98,6 +99,10 @@ Run read_run(const fs::path& dir, const std::string& label) {
   r.metrics = read_jsonl(dir / "metrics.jsonl", true);
   r.ranks = read_jsonl(dir / "ranks.jsonl", false);
   r.routing = read_routing(dir / "routing.tsv");
+  if (fs::is_regular_file(dir / "routing.json"))
+    r.decision = json::parse(std::ifstream(dir / "routing.json"), nullptr, false);
+  if (r.decision.is_discarded() || (!r.decision.is_null() && !r.decision.contains("moved")))
+    fail((dir / "routing.json").string(), "not a criterion routing decision");
   for (const json& m : r.metrics) {
     r.tokens = std::max(r.tokens, number(m, "tokens"));
     if (std::isfinite(number(m, "elapsed_s"))) r.elapsed_s = number(m, "elapsed_s");
@@ -275,7 +280,8 @@ json runs_json(const std::vector<Run>& runs) {
                    {"tokens", r.tokens},
                    {"elapsed_s", num(r.elapsed_s)},
                    {"tokens_per_s", num(r.tokens_per_s)},
-                   {"flags", r.flags}});
+                   {"flags", r.flags},
+                   {"routing_decision", r.decision}});
   }
   return out;
 }
@@ -287,6 +293,10 @@ void print_table(const json& runs, double matched, const json& telemetry) {
   for (const json& r : runs) {
     auto d = [&](const char* k) { return r[k].is_number() ? r[k].get<double>() : NAN; };
     std::string changes = r["changes"].empty() ? "(the reference)" : join(r["changes"], ", ");
+    if (!r["routing_decision"].is_null())
+      changes += "  [criterion at step " + r["routing_decision"]["step"].dump() + ": " +
+                 std::to_string(r["routing_decision"]["moved"].size()) + " of " +
+                 std::to_string(r["routing_decision"]["ratios"].size()) + " moved to Muon]";
     if (!r["flags"].empty()) changes += "  [not comparable: " + join(r["flags"], ", ") + "]";
     std::printf("%-28s %9s %9s %12s %11s %8s %6s %10s %8s %8s  %s\n",
                 r["run"].get<std::string>().c_str(), fmt(d("final_val_loss")).c_str(),

@@ -88,6 +88,11 @@ RunConfig parse(toml::table& root, const std::string& file,
                                 "] (0 = the model's)");
   c.train = read_checked(train_config_keys(), root, file);
   c.optim = optim_config_from_toml(root, file);
+  if (c.optim.routing == "criterion" && c.optim.criterion.probe_steps >= c.train.steps)
+    criterion_config_keys().fail(
+        file, c.optim.criterion, "probe_steps",
+        "must be less than [train] steps = " + std::to_string(c.train.steps) +
+            " (the decision needs steps after it)");
   c.schedule = schedule_config_from_toml(root, file);
   c.telemetry = read_checked(telemetry_config_keys(), root, file);
   c.device = read_checked(device_config_keys(), root, file);
@@ -137,6 +142,7 @@ const std::vector<RunConfigSection>& run_config_sections() {
       erased(optim_config_keys(), &RunConfig::optim),
       erased(adamw_config_keys(), &RunConfig::optim, &OptimConfig::adamw),
       erased(muon_config_keys(), &RunConfig::optim, &OptimConfig::muon),
+      erased(criterion_config_keys(), &RunConfig::optim, &OptimConfig::criterion),
       erased(schedule_config_keys(), &RunConfig::schedule),
       erased(telemetry_config_keys(), &RunConfig::telemetry),
       erased(device_config_keys(), &RunConfig::device),

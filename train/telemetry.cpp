@@ -83,9 +83,10 @@ size_t RankTelemetry::planned_bytes(const ModelConfig& cfg, int64_t every) {
   return bytes;
 }
 
-RankTelemetry::RankTelemetry(Model& model, int64_t every, Comm* comm, std::vector<int> owner)
+RankTelemetry::RankTelemetry(Model& model, int64_t every, Comm* comm, std::vector<int> owner,
+                             bool on_demand)
     : every_(every), comm_(comm), owner_(std::move(owner)) {
-  if (every <= 0) return;
+  if (every <= 0 && !on_demand) return;
   const ModelConfig& c = model.config();
   acts_ = activations(c);
   std::vector<int64_t> widths;

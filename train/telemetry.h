@@ -37,14 +37,19 @@ class RankTelemetry {
   // rank owner[i] only (its Muon owner, say), activation k's by rank k mod world; the pieces are
   // gathered so that every rank returns the same record. The gradients must then be the averaged
   // ones on every rank (Optimizer::reduce_gradients(true)).
-  RankTelemetry(Model& model, int64_t every, Comm* comm = nullptr, std::vector<int> owner = {});
+  // `on_demand` builds it even with every = 0, for steps that ask for it (the criterion
+  // routing's probe window).
+  RankTelemetry(Model& model, int64_t every, Comm* comm = nullptr, std::vector<int> owner = {},
+                bool on_demand = false);
+  // After the routing changed (the criterion's decision): which rank computes each weight.
+  void set_owners(std::vector<int> owner) { owner_ = std::move(owner); }
 
   // Bytes the telemetry holds where the model lives (0 when off).
   size_t memory_bytes() const { return spectra_ ? spectra_->memory_bytes() : 0; }
   // Its activation Grams (float64, width²) for a model, known before it is built (memory
   // planning); scratch is not counted.
   static size_t planned_bytes(const ModelConfig& cfg, int64_t every);
-  bool enabled() const { return every_ > 0; }
+  bool enabled() const { return spectra_ != nullptr; }
   bool due(int64_t step) const { return every_ > 0 && (step <= 2 || step % every_ == 0); }
   void begin();
   void add_activations(Model& model, const int32_t* idx, int64_t n_tokens);

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -85,7 +86,7 @@ class RunLog {
     const fs::path dir = cfg.run_dir();
     if (lead) {
       write_file(dir / "config.toml", cfg.to_toml());
-      write_file(dir / "routing.tsv", routing_tsv(run.routes()));
+      write_routing(run);
       console_.emplace((dir / "log.txt").string());
       metrics_.emplace((dir / "metrics.jsonl").string(), first_step_);
       ranks_.emplace((dir / "ranks.jsonl").string(), first_step_);
@@ -108,6 +109,30 @@ class RunLog {
 
   // After each step: telemetry to ranks.jsonl, and a metrics record with a console line when
   // due (else an overwritten progress line). `val` is the validation loss when evaluated.
+  // routing.tsv, and routing.json once the criterion routing has decided.
+  void write_routing(const Training& run) const {
+    const fs::path dir = cfg_.run_dir();
+    write_file(dir / "routing.tsv", routing_tsv(run.routes()));
+    if (run.routing_decision())
+      write_file(dir / "routing.json", run.routing_decision()->to_json().dump(2) + "\n");
+  }
+
+  void decided(const CriterionDecision& d) {
+    if (metrics_) write_routing(run_);  // rank 0
+    std::string moved;
+    for (const std::string& name : d.moved) moved += (moved.empty() ? "" : ", ") + name;
+    line(
+        fmt("routing by the criterion after step %lld: %zu of %zu candidates have mean nr(G)/st(A) "
+            ">= %g and move to Muon%s%s",
+            (long long)d.step, d.moved.size(), d.ratios.size(), d.threshold,
+            moved.empty() ? "" : ": ", moved.c_str()));
+    for (const auto& [name, ratio] : d.ratios)
+      line(fmt(
+          "  %-24s mean nr/st %8.3f  %s", name.c_str(), ratio,
+          std::find(d.moved.begin(), d.moved.end(), name) != d.moved.end() ? "-> muon" : "stays"));
+    line(routing_table(run_.routes()));
+  }
+
   void step(const StepResult& r, std::optional<double> val, bool last) {
     const int64_t step = run_.steps_done(), total = cfg_.train.steps;
     const double val_loss = val.value_or(NAN);
@@ -115,6 +140,7 @@ class RunLog {
     if (val) val_loss_ = *val;
     telemetry_s_ += r.telemetry_s();
     if (ranks_ && !r.telemetry.is_null()) ranks_->write(r.telemetry);
+    if (r.routing_decision) decided(*r.routing_decision);
     const double elapsed = seconds_since(t0_), mfu = run_.mfu(r.seconds);
     const std::string status = fmt(
         "step %lld/%lld | loss %.4f | lr x%.3f | %.0f tok/s%s | %.0f ms | ETA %s%s",

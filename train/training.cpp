@@ -99,9 +99,10 @@ std::unique_ptr<Model> make_planned_model(const RunConfig& cfg, int local_rank,
                                           const std::vector<Route>& routes, int world) {
   const ModelOptions options = model_options(cfg, local_rank);
   const int64_t B = cfg.data.batch_size, T = cfg.seq();
+  const bool telemetry = cfg.telemetry.every > 0 || cfg.optim.routing == "criterion";
   check_model_fits(plan_model(cfg.model, B, T, options),
-                   optimizer_state_bytes(routes, cfg.telemetry.every > 0, world) +
-                       RankTelemetry::planned_bytes(cfg.model, cfg.telemetry.every),
+                   optimizer_state_bytes(routes, telemetry, world) +
+                       RankTelemetry::planned_bytes(cfg.model, telemetry ? 1 : 0),
                    cfg.file);
   return make_model(cfg.model, B, T, options);
 }
@@ -155,18 +156,19 @@ Training::Training(const RunConfig& cfg, Comm& comm, const TrainingOptions& opti
       rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())),
       val_(make_val_loader(cfg, comm)),
       resume_(open_resume(cfg, options.resume)),
-      routes_(resolve_routing(checked_specs(cfg), cfg.optim, cfg.file, &warnings_)),
+      routes_(initial_routes()),
       model_(make_planned_model(cfg, options.local_rank, routes_, comm.world())),
       optimizer_(Optimizer::create(routes_, model_->param_slots(), cfg.optim,
                                    comm.world() > 1 ? &comm : nullptr)),
-      telemetry_(*model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world())),
+      telemetry_(*model_, cfg.telemetry.every, &comm, telemetry_owners(routes_, comm.world()),
+                 /*on_demand=*/cfg.optim.routing == "criterion"),
       flops_per_token_(train_flops_per_token(cfg.model, model_->specs(), T_)),
       peak_tflops_(cfg.device.peak_tflops > 0 ? cfg.device.peak_tflops : model_->peak_tflops()),
       windows_(B_ * (T_ + 1)),
       idx_(B_ * T_),
       tgt_(B_ * T_) {
   model_->init_params(static_cast<uint64_t>(cfg.run.seed));
-  if (cfg.telemetry.every > 0) {  // the ΔW buffers now, not inside step 1
+  if (telemetry_.enabled()) {  // the ΔW buffers now, not inside step 1
     optimizer_->set_record_updates(true);
     optimizer_->set_record_updates(false);
   }
@@ -179,6 +181,40 @@ Training::Training(const RunConfig& cfg, Comm& comm, const TrainingOptions& opti
   tokens_ = ck.tokens();
   elapsed_before_ = ck.elapsed_s();
   resume_.reset();  // its files are no longer needed
+}
+
+// The base routing, or (routing = "criterion", resuming after its decision) the decided one;
+// inside the probe window the probe, with the sums a checkpoint carries.
+std::vector<Route> Training::initial_routes() {
+  const std::vector<ParamSpec> specs = checked_specs(cfg_);
+  std::vector<Route> routes = resolve_routing(specs, cfg_.optim, cfg_.file, &warnings_);
+  if (cfg_.optim.routing != "criterion") return routes;
+  const nlohmann::json saved =
+      resume_ ? resume_->state().value("criterion", nlohmann::json()) : nlohmann::json();
+  const std::string where = resume_ ? resume_->dir() : cfg_.file;
+  if (saved.contains("decision")) {
+    decision_ = CriterionDecision::from_json(saved["decision"], where);
+    return resolve_routing(specs, decided_config(cfg_.optim, *decision_), cfg_.file, &warnings_);
+  }
+  if (resume_ && resume_->step() >= cfg_.optim.criterion.probe_steps)
+    fail(where, "is at step ", resume_->step(), ", past the criterion routing's probe window (",
+         cfg_.optim.criterion.probe_steps, " steps), but holds no decision");
+  probe_.emplace(criterion_candidates(routes, cfg_.optim, cfg_.file));
+  if (saved.contains("probe")) probe_->restore(saved["probe"], where);
+  return routes;
+}
+
+// The end of the probe window: the candidates whose mean nr(G)/st(A) reaches the threshold go to
+// Muon, with their AdamW state carried over (train/criterion.h).
+void Training::decide_routing(StepResult& r) {
+  decision_ = probe_->decide(step_, cfg_.optim.criterion.threshold);
+  probe_.reset();
+  const OptimConfig decided = decided_config(cfg_.optim, *decision_);
+  routes_ = resolve_routing(model_->specs(), decided, cfg_.file, &warnings_);
+  optimizer_ = switch_routing(*optimizer_, routes_, model_->param_slots(), decided,
+                              comm_.world() > 1 ? &comm_ : nullptr, decision_->moved);
+  telemetry_.set_owners(telemetry_owners(routes_, comm_.world()));
+  r.routing_decision = decision_;
 }
 
 void Training::next_batch() {
@@ -195,7 +231,8 @@ StepResult Training::step(StepHooks* hooks, bool telemetry) {
   const double comm_s0 = comm_.collective_seconds();
   const int64_t step = ++step_;
   const std::string dir = cfg_.run_dir();
-  const bool measured = telemetry_.enabled() && (telemetry || telemetry_.due(step));
+  const bool probing = probe_ && step <= cfg_.optim.criterion.probe_steps;
+  const bool measured = telemetry_.enabled() && (telemetry || probing || telemetry_.due(step));
   StepResult r;
   if (measured) telemetry_.begin();
   optimizer_->set_record_updates(measured);
@@ -250,6 +287,10 @@ StepResult Training::step(StepHooks* hooks, bool telemetry) {
     r.telemetry =
         telemetry_.finish(*model_, step, [&](size_t i) { return optimizer_->last_update(i); });
   }
+  if (probing) {
+    probe_->add(r.telemetry);
+    if (step == cfg_.optim.criterion.probe_steps) decide_routing(r);
+  }
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   r.comm_s = comm_.collective_seconds() - comm_s0;
   return r;
@@ -298,6 +339,8 @@ std::string Training::save_checkpoint() {
                           {"optimizer", optimizer_->state_json()},
                           {"seed", cfg_.run.seed}};
   if (loader_) state["loader"] = loader_->position().to_json();
+  if (decision_) state["criterion"] = {{"decision", decision_->to_json()}};
+  if (probe_) state["criterion"] = {{"probe", probe_->to_json()}};
   return muongpt::save_checkpoint(cfg_.run_dir(), step_, model_->specs(), model_->params_host(),
                                   {std::move(optimizer_state), std::move(state), cfg_.to_toml()},
                                   cfg_.train.keep_checkpoints);

@@ -23,6 +23,7 @@
 #include "optim/routing.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/criterion.h"
 #include "train/telemetry.h"
 
 namespace muongpt {
@@ -71,6 +72,7 @@ struct StepResult {
   double loss = 0, grad_norm = 0, lr_scale = 0, seconds = 0;
   double comm_s = 0;         // inside collectives (host-memory communicators; see metrics())
   nlohmann::json telemetry;  // the ranks.jsonl record on telemetry steps, else null
+  std::optional<CriterionDecision> routing_decision;  // the criterion routing decided here
   double telemetry_s() const {
     return telemetry.is_null() ? 0.0 : telemetry["seconds"].get<double>();
   }
@@ -119,10 +121,14 @@ class Training {
   Model& model() { return *model_; }
   const Model& model() const { return *model_; }
   const std::vector<Route>& routes() const { return routes_; }
+  // The criterion routing's decision, once taken (routing = "criterion").
+  const std::optional<CriterionDecision>& routing_decision() const { return decision_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   void next_batch();  // windows_ → idx_, tgt_
+  std::vector<Route> initial_routes();
+  void decide_routing(StepResult& r);
 
   // In the order they are built: what is cheap to check (data, checkpoint) before the model.
   const RunConfig& cfg_;
@@ -133,6 +139,8 @@ class Training {
   std::optional<ValLoader> val_;
   std::optional<Checkpoint> resume_;
   std::vector<std::string> warnings_;
+  std::optional<CriterionProbe> probe_;  // routing = "criterion", inside the probe window
+  std::optional<CriterionDecision> decision_;
   std::vector<Route> routes_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;

@@ -66,6 +66,7 @@ TEST(ConfigTables, EveryKeyOfEverySectionRoundTrips) {
   round_trip(optim_config_keys());
   round_trip(adamw_config_keys());
   round_trip(muon_config_keys());
+  round_trip(criterion_config_keys());
   round_trip(schedule_config_keys());
   round_trip(telemetry_config_keys());
   round_trip(device_config_keys());
