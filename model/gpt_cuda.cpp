@@ -485,7 +485,8 @@ class GptCuda final : public Model {
       x.attn_out = buf(N * d), x.x_mid = buf(N * d);
       x.mlp_in = buf(N * d), x.mlp_rstd = f32(N);
       x.mlp_pre = buf((swiglu ? 2 : 1) * N * F), x.mlp_act = buf(N * F);
-      x.mlp_up = swiglu ? x.mlp_pre + N * F : nullptr;  // adjacent: one batched GEMM
+      // Adjacent to mlp_pre: one batched GEMM. (No offset from the counting pass's null.)
+      x.mlp_up = swiglu && x.mlp_pre ? x.mlp_pre + N * F : nullptr;
       x.mlp_gate = swiglu ? buf(N * F) : nullptr;
     }
     final_in_ = buf(N * d), final_rstd_ = f32(N);
@@ -549,7 +550,9 @@ class GptCuda final : public Model {
   T *dq_heads_ = nullptr, *dk_heads_ = nullptr;      // [B, H, T, dh]
   T* dqkv_ = nullptr;                                // [3, N, d]
   T *dx_ = nullptr, *da_ = nullptr, *dy_ = nullptr;  // [N, d]
-  float* da_f32_ = nullptr;      // [N, d] fp32 sum of the q, k, v input gradients (= da_ in fp32)
+  // [N, d] fp32 sum of the q, k, v input gradients, and of swiglu's two MLP branches (= da_ in
+  // fp32 mode)
+  float* da_f32_ = nullptr;
   T* dh_ = nullptr;              // [N, F]; swiglu [2, N, F]: d(mlp_pre), d(mlp_up)
   float* dg_scratch_ = nullptr;  // rmsnorm gain-gradient partials (norm_gains only)
   void* embed_scratch_ = nullptr;
