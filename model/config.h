@@ -34,7 +34,12 @@ std::string shown_value(const AttnScale& v);
   KEY(int64_t, d_model, 768, positive() & at_most(65536), "d, the residual width")             \
   KEY(int64_t, d_head, 128, positive() & multiple_of(4).note("half-truncated RoPE"),           \
       "per-head width: H = d / d_head heads")                                                  \
-  KEY(int64_t, mlp_ratio, 4, positive() & at_most(64), "MLP hidden width = mlp_ratio * d")     \
+  KEY(int64_t, mlp_ratio, 4, positive() & at_most(64),                                         \
+      "MLP hidden width = mlp_ratio * d (unless d_mlp is set)")                                \
+  KEY(std::string, mlp, "relu2", one_of({"relu2", "swiglu"}),                                  \
+      "the MLP: relu2, or swiglu (gated; adds the weight mlp.w3)")                             \
+  KEY(int64_t, d_mlp, 0, non_negative().note("0 = mlp_ratio * d_model") & at_most(1 << 22),    \
+      "MLP hidden width F; 0 = mlp_ratio * d_model")                                           \
   KEY(int64_t, seq_len, 1024, positive() & at_most(1 << 20),                                   \
       "longest sequence (RoPE table length)")                                                  \
   KEY(double, norm_eps, 1e-6, positive(), "RMSNorm epsilon")                                   \
@@ -51,7 +56,11 @@ struct ModelConfig {
   int64_t vocab_padded() const {
     return (vocab_size + vocab_multiple - 1) / vocab_multiple * vocab_multiple;
   }
-  int64_t d_mlp() const { return mlp_ratio * d_model; }
+  // F, the MLP's hidden width: d_mlp when set, else mlp_ratio · d_model.
+  int64_t mlp_width() const { return d_mlp > 0 ? d_mlp : mlp_ratio * d_model; }
+  // The gated MLP (mlp = "swiglu"): a third weight, mlp.w3, and the extra activations mlp_up and
+  // mlp_gate.
+  bool swiglu() const { return mlp == "swiglu"; }
   double attention_scale() const;
 
   // Throws Error(where, "[model] <key> = <value>: <problem>") on the first impossible value.

@@ -30,7 +30,7 @@ class GptDecoder {
   int64_t max_len_, len_ = 0;
   std::vector<float> rope_cos_, rope_sin_;  // [max_len, dh/2]
   std::vector<float> k_cache_, v_cache_;    // [L, max_len, d]: normed, rotated keys; values
-  std::vector<float> x_, a_, q_, k_, y_, mid_, h_, b_, logits_, scores_, rstd_;
+  std::vector<float> x_, a_, q_, k_, y_, mid_, h_, up_, gate_, b_, logits_, scores_, rstd_;
 };
 
 }  // namespace muongpt

@@ -24,8 +24,9 @@ GptDecoder::GptDecoder(const ModelConfig& cfg, const float* params, int64_t max_
   k_cache_.resize(L * max_len * d);
   v_cache_.resize(L * max_len * d);
   for (auto* v : {&x_, &a_, &q_, &k_, &y_, &mid_}) v->resize(d);
-  h_.resize(cfg.d_mlp());
-  b_.resize(cfg.d_mlp());
+  for (auto* v : {&h_, &b_}) v->resize(cfg.mlp_width());
+  if (cfg.swiglu())
+    for (auto* v : {&up_, &gate_}) v->resize(cfg.mlp_width());
   logits_.resize(cfg.vocab_size);
   scores_.resize(max_len);
   rstd_.resize(cfg.n_head());
@@ -67,8 +68,9 @@ const float* GptDecoder::push(int32_t token) {
         for (int64_t j = 0; j < dh; ++j) y[j] += scores_[u] * vc[u * d + h * dh + j];
     }
     linear_add(mid_.data(), x_.data(), y_.data(), w.wo, 1, d, d);  // x + y·woᵀ [d]
-    mlp_forward(x_.data(), mid_.data(), {a_.data(), rstd_.data(), h_.data(), b_.data()}, w, cfg_,
-                1);  // the model's MLP sublayer, one row
+    const MlpActs<float> m = {a_.data(),    rstd_.data(), h_.data(), up_.data(),
+                              gate_.data(), b_.data()};  // up_, gate_: swiglu only (else empty)
+    mlp_forward(x_.data(), mid_.data(), m, w, cfg_, 1);  // the model's MLP sublayer, one row
   }
   rmsnorm_forward(a_.data(), rstd_.data(), x_.data(), w_.final_norm, 1, d, eps);
   linear(logits_.data(), a_.data(), w_.head, 1, d, V);

@@ -57,8 +57,8 @@ class Gpt {
   // [B·T, V] soft-capped logits of the last forward (valid until backward()).
   Tensor logits() const;
   // An activation of the last forward as [B·T, width], for telemetry: "embed_out" and
-  // "final_in" (layer ignored), or per block a name of Model::kBlockActivations. Unknown names
-  // are an Error.
+  // "final_in" (layer ignored), or per block a name of block_activations(config()). Unknown
+  // names (and mlp_up, mlp_gate of a relu2 model) are an Error.
   Tensor activation(std::string_view kind, int64_t layer = 0) const;
 
  private:
@@ -75,9 +75,11 @@ class Gpt {
     T* x_mid;            // [N, d]    residual stream after attention
     T* mlp_in;           // [N, d]    feeds w1
     T* mlp_rstd;         // [N]
-    T* mlp_pre;          // [N, F]
-    T* mlp_act;          // [N, F]    relu(mlp_pre)²: feeds w2
-    MlpActs<T> mlp() const { return {mlp_in, mlp_rstd, mlp_pre, mlp_act}; }
+    T* mlp_pre;          // [N, F]    m·w1ᵀ
+    T* mlp_up;           // [N, F]    m·w3ᵀ (swiglu; else null)
+    T* mlp_gate;         // [N, F]    silu(mlp_pre) (swiglu; else null)
+    T* mlp_act;          // [N, F]    relu(mlp_pre)² or mlp_gate·mlp_up: feeds w2
+    MlpActs<T> mlp() const { return {mlp_in, mlp_rstd, mlp_pre, mlp_up, mlp_gate, mlp_act}; }
   };
 
   struct PlanOnly {};
@@ -99,7 +101,7 @@ class Gpt {
   T *logits_, *lse_;                     // [N, V], [N]
   T *rope_cos_, *rope_sin_;              // [T, dh/2]
   T *dx_, *da_, *dq_, *dk_, *dv_, *dy_;  // [N, d] gradient scratch
-  T *dh_, *dscores_;                     // [N, F], [T, T]
+  T *dh_, *dscores_;                     // [N, F] ([2, N, F] for swiglu), [T, T]
   Arena arena_ = Arena::counting(Device::cpu);
 };
 
@@ -113,23 +115,31 @@ std::vector<ParamSlot> param_slots(const Gpt<float>& model);
 std::unique_ptr<Model> view_cpu_model(Gpt<float>& model);
 
 // The activation lookup both models (Gpt, the GPU model) share: "embed_out" and "final_in" (layer
-// ignored), or a name of Model::kBlockActivations in block `layer` of `acts` (whose elements
-// have those members) → (buffer, width); d = d_model, F = d_mlp. Unknown names and blocks are an
-// Error.
+// ignored), or a name of block_activations(cfg) in block `layer` of `acts` (whose elements have
+// those members) → (buffer, width). Unknown names and blocks, and a name this config's blocks do
+// not keep (mlp_up of a relu2 model), are an Error.
 template <typename P, typename Acts>
 std::pair<P*, int64_t> find_activation(std::string_view kind, int64_t layer, P* embed_out,
-                                       P* final_in, const std::vector<Acts>& acts, int64_t d,
-                                       int64_t F) {
-  if (kind == "embed_out") return {embed_out, d};
-  if (kind == "final_in") return {final_in, d};
+                                       P* final_in, const std::vector<Acts>& acts,
+                                       const ModelConfig& cfg) {
+  if (kind == "embed_out") return {embed_out, cfg.d_model};
+  if (kind == "final_in") return {final_in, cfg.d_model};
   if (layer < 0 || layer >= int64_t(acts.size())) fail("model", "no block ", layer);
   const Acts& a = acts[size_t(layer)];
-  if (kind == "attn_in") return {a.attn_in, d};
-  if (kind == "attn_out") return {a.attn_out, d};
-  if (kind == "mlp_in") return {a.mlp_in, d};
-  if (kind == "mlp_pre") return {a.mlp_pre, F};
-  if (kind == "mlp_act") return {a.mlp_act, F};
-  fail("model", "unknown activation '", kind, "'");
+  for (const BlockActivation& b : block_activations(cfg)) {
+    if (b.name != kind) continue;
+    P* p = kind == "attn_in"    ? a.attn_in
+           : kind == "attn_out" ? a.attn_out
+           : kind == "mlp_in"   ? a.mlp_in
+           : kind == "mlp_pre"  ? a.mlp_pre
+           : kind == "mlp_up"   ? a.mlp_up
+           : kind == "mlp_gate" ? a.mlp_gate
+           : kind == "mlp_act"  ? a.mlp_act
+                                : nullptr;
+    MG_CHECK(p, "activation ", kind, " of block ", layer, " has no buffer");
+    return {p, b.width};
+  }
+  fail("model", "unknown activation '", kind, "' (mlp = \"", cfg.mlp, "\")");
 }
 
 }  // namespace muongpt

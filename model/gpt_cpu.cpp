@@ -38,8 +38,9 @@ MemoryPlan Gpt<T>::plan(const ModelConfig& cfg, int64_t batch, int64_t seq) {
 // it must not depend on anything but the config and the batch shape.
 template <typename T>
 void Gpt<T>::layout(Arena& a) {
-  const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), F = cfg_.d_mlp(),
+  const int64_t N = B_ * T_, d = cfg_.d_model, H = cfg_.n_head(), F = cfg_.mlp_width(),
                 V = cfg_.vocab_size, L = cfg_.n_layer;
+  const bool swiglu = cfg_.swiglu();
   const DType dt = dtype_of<T>();
   auto buf = [&](int64_t n) { return a.alloc(dt, {n}).template data<T>(); };
 
@@ -84,13 +85,14 @@ void Gpt<T>::layout(Arena& a) {
     x.attn_out = buf(N * d), x.x_mid = buf(N * d);
     x.mlp_in = buf(N * d), x.mlp_rstd = buf(N);
     x.mlp_pre = buf(N * F), x.mlp_act = buf(N * F);
+    x.mlp_up = swiglu ? buf(N * F) : nullptr, x.mlp_gate = swiglu ? buf(N * F) : nullptr;
   }
   final_in_ = buf(N * d), final_rstd_ = buf(N);
   logits_ = buf(N * V), lse_ = buf(N);
   rope_cos_ = buf(T_ * cfg_.d_head / 2), rope_sin_ = buf(T_ * cfg_.d_head / 2);
   part(mem_.activations);
   dx_ = buf(N * d), da_ = buf(N * d), dq_ = buf(N * d), dk_ = buf(N * d), dv_ = buf(N * d);
-  dy_ = buf(N * d), dh_ = buf(N * F), dscores_ = buf(T_ * T_);
+  dy_ = buf(N * d), dh_ = buf(mlp_backward_scratch(cfg_, N)), dscores_ = buf(T_ * T_);
   part(mem_.scratch);
 }
 
@@ -125,8 +127,8 @@ Tensor Gpt<T>::logits() const {
 
 template <typename T>
 Tensor Gpt<T>::activation(std::string_view kind, int64_t layer) const {
-  const int64_t N = B_ * T_, d = cfg_.d_model, F = cfg_.d_mlp();
-  const auto [p, width] = find_activation(kind, layer, resid_[0], final_in_, acts_, d, F);
+  const int64_t N = B_ * T_;
+  const auto [p, width] = find_activation(kind, layer, resid_[0], final_in_, acts_, cfg_);
   return Tensor(const_cast<T*>(p), dtype_of<T>(), {N, width});
 }
 

@@ -16,7 +16,9 @@
 //   - q, k, v come from one batched GEMM (wq, wk, wv are adjacent in the flat weights, so they
 //     are three [d, d] matrices d·d apart) into one [3, N, d] buffer; their weight gradients are
 //     one batched GEMM too; the input gradient dq·wq + dk·wk + dv·wv is summed in fp32 (three
-//     GEMMs into an fp32 buffer, rounded to T once).
+//     GEMMs into an fp32 buffer, rounded to T once). SwiGLU's two branches are done the same way:
+//     w1 and w3 are adjacent [F, d] blocks (params.cpp orders them so), h and u one [2, N, F]
+//     buffer, and d(mlp_in) = dh·w1 + du·w3 is summed in fp32.
 //   - QK-norm + RoPE is one fused kernel that writes the heads layout [B, H, T, dh]. There,
 //     straightforward attention makes every attention product one strided batched GEMM over B·H
 //     heads; v is moved to that layout by heads_split (forward, and again in the backward instead
@@ -56,6 +58,7 @@
 #include "model/ops/relu2.h"
 #include "model/ops/rmsnorm.h"
 #include "model/ops/rope.h"
+#include "model/ops/swiglu.h"
 
 namespace muongpt {
 
@@ -88,7 +91,7 @@ class GptCuda final : public Model {
       fail("model", "flash attention takes head dims 64 and 128, not d_head = ", cfg_.d_head,
            " (use attention = \"straightforward\")");
     P_ = param_count(specs_);
-    const int64_t N = tokens(), d = cfg_.d_model, dh = cfg_.d_head;
+    const int64_t N = tokens(), d = cfg_.d_model, dh = cfg_.d_head, F = cfg_.mlp_width();
     embed_scratch_bytes_ = embedding_backward_scratch_bytes(N, cfg_.vocab_padded());
     mem_.device = Device::cuda;
     layout(arena_);  // counting: fills mem_
@@ -112,8 +115,10 @@ class GptCuda final : public Model {
       const BlockWeights<float>& b = m.blocks[l];
       // One batched GEMM covers q, k, v because their weights are three adjacent [d, d] blocks.
       MG_CHECK(b.wk == b.wq + d * d && b.wv == b.wk + d * d, "wq, wk, wv are not adjacent");
-      w_.blocks[l] = {re(b.attn_norm), re(b.wq),       re(b.wk), re(b.wv),
-                      re(b.wo),        re(b.mlp_norm), re(b.w1), re(b.w2)};
+      // Likewise m·{w1, w3}ᵀ for swiglu: two adjacent [F, d] blocks.
+      MG_CHECK(!cfg_.swiglu() || b.w3 == b.w1 + F * d, "w1, w3 are not adjacent");
+      w_.blocks[l] = {re(b.attn_norm), re(b.wq), re(b.wk), re(b.wv), re(b.wo),
+                      re(b.mlp_norm),  re(b.w1), re(b.w3), re(b.w2)};
     }
 
     // RoPE tables for positions 0..T-1, computed on the host by the CPU's code (angles in
@@ -167,7 +172,8 @@ class GptCuda final : public Model {
 
   double forward(const int32_t* idx_host, const int32_t* targets_host) override {
     const int64_t N = tokens(), d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
-                  F = cfg_.d_mlp(), V = cfg_.vocab_size, Vp = cfg_.vocab_padded(), L = cfg_.n_layer;
+                  F = cfg_.mlp_width(), V = cfg_.vocab_size, Vp = cfg_.vocab_padded(),
+                  L = cfg_.n_layer;
     const float eps = float(cfg_.norm_eps), scale = float(cfg_.attention_scale()),
                 cap = float(cfg_.softcap);
     const CudaStream s = stream_;
@@ -191,8 +197,7 @@ class GptCuda final : public Model {
       attend(a, v, scale);                                                  // a.attn_out [N, d]
       residual_linear(a.x_mid, resid_[size_t(l)], a.attn_out, w.wo, d, d);  // x + y·woᵀ
       rmsnorm_forward_cuda<T>(a.mlp_in, a.mlp_rstd, a.x_mid, w.mlp_norm, N, d, eps, s);
-      linear(a.mlp_pre, a.mlp_in, w.w1, d, F);                                 // [N, F]
-      relu2_forward_cuda<T>(a.mlp_act, a.mlp_pre, N * F, s);                   // [N, F]
+      mlp_activation(a, w);                                                    // a.mlp_act [N, F]
       residual_linear(resid_[size_t(l) + 1], a.x_mid, a.mlp_act, w.w2, F, d);  // x + b·w2ᵀ
     }
     rmsnorm_forward_cuda<T>(final_in_, final_rstd_, resid_[size_t(L)], w_.final_norm, N, d, eps, s);
@@ -213,7 +218,7 @@ class GptCuda final : public Model {
            "attention probabilities of the forward before it)");
     forward_done_ = false;
     const int64_t N = tokens(), d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
-                  F = cfg_.d_mlp(), V = cfg_.vocab_size, Vp = cfg_.vocab_padded(), L = cfg_.n_layer;
+                  V = cfg_.vocab_size, Vp = cfg_.vocab_padded(), L = cfg_.n_layer;
     const float scale = float(cfg_.attention_scale()), cap = float(cfg_.softcap);
     const CudaStream s = stream_;
 
@@ -229,9 +234,7 @@ class GptCuda final : public Model {
       const T *q = a.qkv, *k = a.qkv + N * d, *v = a.qkv + 2 * N * d;
       T *dq = dqkv_, *dk = dqkv_ + N * d, *dv = dqkv_ + 2 * N * d;
 
-      linear_grad(dh_, g.w2, dx_, a.mlp_act, w.w2, F, d);     // dh_ = d(mlp_act)
-      relu2_backward_cuda<T>(dh_, dh_, a.mlp_pre, N * F, s);  // dh_ = d(mlp_pre)
-      linear_grad(da_, g.w1, dh_, a.mlp_in, w.w1, d, F);      // da_ = d(mlp_in)
+      mlp_backward(a, w, g);  // da_ = d(mlp_in); gradients of w2, w1 (and w3)
       rmsnorm_backward_cuda<T>(dx_, g.mlp_norm, da_, a.x_mid, w.mlp_norm, a.mlp_rstd, N, d, true,
                                dg_scratch_, s);             // dx_ = d(x_mid)
       linear_grad(dy_, g.wo, dx_, a.attn_out, w.wo, d, d);  // dy_ = d(attn_out) [N, d]
@@ -280,8 +283,7 @@ class GptCuda final : public Model {
   void synchronize() override { stream_sync(stream_); }
 
   Tensor activation(std::string_view kind, int64_t layer) const override {
-    const auto [p, width] =
-        find_activation(kind, layer, resid_[0], final_in_, acts_, cfg_.d_model, cfg_.d_mlp());
+    const auto [p, width] = find_activation(kind, layer, resid_[0], final_in_, acts_, cfg_);
     return Tensor(const_cast<T*>(p), storage_type<T>(), {tokens(), width}, Device::cuda);
   }
   Tensor logits() const override {
@@ -345,8 +347,10 @@ class GptCuda final : public Model {
     T* x_mid;                // [N, d]       residual stream_ after attention
     T* mlp_in;               // [N, d]       feeds w1
     float* mlp_rstd;         // [N]
-    T* mlp_pre;              // [N, F]
-    T* mlp_act;              // [N, F]       relu(mlp_pre)²: feeds w2
+    T* mlp_pre;              // [N, F]       m·w1ᵀ; swiglu: [2, N, F], mlp_pre then mlp_up
+    T* mlp_up;               // [N, F]       m·w3ᵀ = mlp_pre + N·F (swiglu; else null)
+    T* mlp_gate;             // [N, F]       silu(mlp_pre), for the telemetry (swiglu; else null)
+    T* mlp_act;              // [N, F]       relu(mlp_pre)² or mlp_gate·mlp_up: feeds w2
   };
 
   // a.attn_out [N, d] = attention(a.q_rot, a.k_rot, v), keeping what the backward needs.
@@ -382,6 +386,43 @@ class GptCuda final : public Model {
     heads_merge_cuda<T>(dv, dv_heads_, B_, T_, H, dh, stream_);
   }
 
+  // a.mlp_act [N, F] from a.mlp_in = m: relu(m·w1ᵀ)², or silu(m·w1ᵀ)·(m·w3ᵀ) (keeping both
+  // branches and the gate).
+  void mlp_activation(const LayerActs& a, const BlockWeights<T>& w) {
+    const int64_t N = tokens(), d = cfg_.d_model, F = cfg_.mlp_width();
+    if (!cfg_.swiglu()) {
+      linear(a.mlp_pre, a.mlp_in, w.w1, d, F);                      // [N, F]
+      relu2_forward_cuda<T>(a.mlp_act, a.mlp_pre, N * F, stream_);  // [N, F]
+      return;
+    }
+    // [2][N, F] = m · {w1, w3}ᵀ: A shared (stride 0), weights F·d apart, outputs N·F apart.
+    gemm_cuda(stream_, false, true, N, F, d, 1.f, a.mlp_in, d, w.w1, d, 0.f, a.mlp_pre, F, kAb, kAb,
+              GemmBatch{2, 0, F * d, N * F});
+    swiglu_forward_cuda<T>(a.mlp_act, a.mlp_gate, a.mlp_pre, a.mlp_up, N * F, stream_);
+  }
+  // da_ = d(mlp_in) from dx_ = d(block output); adds the gradients of w2, w1 (and w3) to g.
+  // Uses dh_ ([N, F]; [2, N, F] for swiglu).
+  void mlp_backward(const LayerActs& a, const BlockWeights<T>& w, const BlockWeights<float>& g) {
+    const int64_t N = tokens(), d = cfg_.d_model, F = cfg_.mlp_width();
+    const CudaStream s = stream_;
+    linear_grad(dh_, g.w2, dx_, a.mlp_act, w.w2, F, d);  // dh_ = d(mlp_act) [N, F]
+    if (!cfg_.swiglu()) {
+      relu2_backward_cuda<T>(dh_, dh_, a.mlp_pre, N * F, s);  // dh_ = d(mlp_pre)
+      linear_grad(da_, g.w1, dh_, a.mlp_in, w.w1, d, F);      // da_ = d(mlp_in)
+      return;
+    }
+    T* du = dh_ + N * F;
+    swiglu_backward_cuda<T>(dh_, du, dh_, a.mlp_pre, a.mlp_up, N * F, s);  // [2][N, F]: dh, du
+    // d{w1, w3} += d{h, u}ᵀ · mlp_in: one batched GEMM, fp32 accumulation into grads_.
+    gemm_cuda(s, true, false, F, d, N, 1.f, dh_, F, a.mlp_in, d, 1.f, g.w1, d, kAb, DType::f32,
+              GemmBatch{2, N * F, 0, F * d});
+    // d(mlp_in) = dh·w1 + du·w3, summed in fp32, rounded to T once.
+    for (int64_t i = 0; i < 2; ++i)
+      gemm_cuda(s, false, false, N, d, F, 1.f, dh_ + i * N * F, F, w.w1 + i * F * d, d,
+                i == 0 ? 0.f : 1.f, da_f32_, d, kAb, DType::f32);
+    if constexpr (kIsBf16<T>) convert(da_, DType::bf16, da_f32_, DType::f32, N * d, s);
+  }
+
   // y [N, out] = x [N, in] · W [out, in]ᵀ.
   void linear(T* y, const T* x, const T* W, int64_t in, int64_t out) {
     gemm_cuda(stream_, false, true, tokens(), out, in, 1.f, x, in, W, in, 0.f, y, out, kAb, kAb);
@@ -402,8 +443,8 @@ class GptCuda final : public Model {
   // the config and the batch shape. Each part of `mem_` is the bytes its buffers took.
   void layout(Arena& a) {
     const int64_t N = tokens(), d = cfg_.d_model, H = cfg_.n_head(), dh = cfg_.d_head,
-                  F = cfg_.d_mlp(), Vp = cfg_.vocab_padded(), L = cfg_.n_layer;
-    const bool flash = options_.attention == Attention::flash;
+                  F = cfg_.mlp_width(), Vp = cfg_.vocab_padded(), L = cfg_.n_layer;
+    const bool flash = options_.attention == Attention::flash, swiglu = cfg_.swiglu();
     size_t mark = a.used();
     auto part = [&](size_t& bytes) {
       bytes = a.used() - mark;
@@ -443,7 +484,10 @@ class GptCuda final : public Model {
         x.probs = buf(B_ * H * T_ * T_);
       x.attn_out = buf(N * d), x.x_mid = buf(N * d);
       x.mlp_in = buf(N * d), x.mlp_rstd = f32(N);
-      x.mlp_pre = buf(N * F), x.mlp_act = buf(N * F);
+      x.mlp_pre = buf((swiglu ? 2 : 1) * N * F), x.mlp_act = buf(N * F);
+      // Adjacent to mlp_pre: one batched GEMM. (No offset from the counting pass's null.)
+      x.mlp_up = swiglu && x.mlp_pre ? x.mlp_pre + N * F : nullptr;
+      x.mlp_gate = swiglu ? buf(N * F) : nullptr;
     }
     final_in_ = buf(N * d), final_rstd_ = f32(N);
     logits_ = buf(N * Vp), lse_ = f32(N), losses_ = f32(N);
@@ -463,8 +507,8 @@ class GptCuda final : public Model {
     if constexpr (kIsBf16<T>)
       da_f32_ = f32(N * d);
     else
-      da_f32_ = da_;  // fp32 mode: the sum is formed in da_ itself
-    dh_ = buf(N * F);
+      da_f32_ = da_;                           // fp32 mode: the sum is formed in da_ itself
+    dh_ = buf(mlp_backward_scratch(cfg_, N));  // [N, F]; swiglu [2, N, F]
     dg_scratch_ = cfg_.norm_gains ? f32(rmsnorm_backward_scratch_floats(N, d)) : nullptr;
     embed_scratch_ = a.alloc_bytes(embed_scratch_bytes_);
     warmup_ = f32(3 * 64);
@@ -506,8 +550,10 @@ class GptCuda final : public Model {
   T *dq_heads_ = nullptr, *dk_heads_ = nullptr;      // [B, H, T, dh]
   T* dqkv_ = nullptr;                                // [3, N, d]
   T *dx_ = nullptr, *da_ = nullptr, *dy_ = nullptr;  // [N, d]
-  float* da_f32_ = nullptr;      // [N, d] fp32 sum of the q, k, v input gradients (= da_ in fp32)
-  T* dh_ = nullptr;              // [N, F]
+  // [N, d] fp32 sum of the q, k, v input gradients, and of swiglu's two MLP branches (= da_ in
+  // fp32 mode)
+  float* da_f32_ = nullptr;
+  T* dh_ = nullptr;              // [N, F]; swiglu [2, N, F]: d(mlp_pre), d(mlp_up)
   float* dg_scratch_ = nullptr;  // rmsnorm gain-gradient partials (norm_gains only)
   void* embed_scratch_ = nullptr;
   size_t embed_scratch_bytes_ = 0;

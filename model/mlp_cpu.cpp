@@ -3,26 +3,39 @@
 #include "model/ops/linear.h"
 #include "model/ops/relu2.h"
 #include "model/ops/rmsnorm.h"
+#include "model/ops/swiglu.h"
 
 namespace muongpt {
 
 template <typename T>
 void mlp_forward(T* y, const T* x, const MlpActs<T>& a, const BlockWeights<T>& w,
                  const ModelConfig& cfg, int64_t N) {
-  const int64_t d = cfg.d_model, F = cfg.d_mlp();
+  const int64_t d = cfg.d_model, F = cfg.mlp_width();
   rmsnorm_forward(a.in, a.rstd, x, w.mlp_norm, N, d, T(cfg.norm_eps));  // [N, d]
-  linear(a.pre, a.in, w.w1, N, d, F);                                   // [N, F]
-  relu2_forward(a.act, a.pre, N * F);                                   // [N, F]
-  linear_add(y, x, a.act, w.w2, N, F, d);                               // x + b·w2ᵀ [N, d]
+  linear(a.pre, a.in, w.w1, N, d, F);                                   // h [N, F]
+  if (cfg.swiglu()) {
+    linear(a.up, a.in, w.w3, N, d, F);                  // u [N, F]
+    swiglu_forward(a.act, a.gate, a.pre, a.up, N * F);  // silu(h)·u [N, F]
+  } else {
+    relu2_forward(a.act, a.pre, N * F);  // relu(h)² [N, F]
+  }
+  linear_add(y, x, a.act, w.w2, N, F, d);  // x + b·w2ᵀ [N, d]
 }
 
 template <typename T>
 void mlp_backward(T* dx, const BlockWeights<T>& g, const T* x, const MlpActs<T>& a,
                   const BlockWeights<T>& w, const ModelConfig& cfg, int64_t N, T* dh, T* da) {
-  const int64_t d = cfg.d_model, F = cfg.d_mlp();
-  linear_backward(dh, g.w2, dx, a.act, w.w2, N, F, d, false);               // d(b) [N, F]
-  relu2_backward(dh, dh, a.pre, N * F);                                     // d(h)
-  linear_backward(da, g.w1, dh, a.in, w.w1, N, d, F, false);                // d(m) [N, d]
+  const int64_t d = cfg.d_model, F = cfg.mlp_width();
+  linear_backward(dh, g.w2, dx, a.act, w.w2, N, F, d, false);  // d(b) [N, F]
+  if (cfg.swiglu()) {
+    T* du = dh + N * F;
+    swiglu_backward(dh, du, dh, a.pre, a.up, N * F);            // d(h), d(u) [N, F] each
+    linear_backward(da, g.w1, dh, a.in, w.w1, N, d, F, false);  // d(m) [N, d]
+    linear_backward(da, g.w3, du, a.in, w.w3, N, d, F, true);   // (+=)
+  } else {
+    relu2_backward(dh, dh, a.pre, N * F);                       // d(h)
+    linear_backward(da, g.w1, dh, a.in, w.w1, N, d, F, false);  // d(m) [N, d]
+  }
   rmsnorm_backward(dx, g.mlp_norm, da, x, w.mlp_norm, a.rstd, N, d, true);  // += d(x)
 }
 

@@ -39,6 +39,15 @@ std::string MemoryPlan::describe() const {
   return s + ", activations " + mib(activations) + ", scratch " + mib(scratch);
 }
 
+std::vector<BlockActivation> block_activations(const ModelConfig& cfg) {
+  const int64_t d = cfg.d_model, F = cfg.mlp_width();
+  std::vector<BlockActivation> acts = {
+      {"attn_in", d}, {"attn_out", d}, {"mlp_in", d}, {"mlp_pre", F}};
+  if (cfg.swiglu()) acts.insert(acts.end(), {{"mlp_up", F}, {"mlp_gate", F}});
+  acts.push_back({"mlp_act", F});
+  return acts;
+}
+
 void check_batch_shape(const ModelConfig& cfg, int64_t batch, int64_t seq) {
   cfg.validate("model config");
   if (batch <= 0 || seq <= 0 || seq > cfg.seq_len)
@@ -46,10 +55,12 @@ void check_batch_shape(const ModelConfig& cfg, int64_t batch, int64_t seq) {
          " is not possible (1 <= T <= seq_len = ", cfg.seq_len, ")");
   // The largest terms of the plan, in double: beyond this no size computed in integers can
   // overflow, and no machine has the memory anyway.
-  const double d = double(cfg.d_model), F = double(cfg.d_mlp()), L = double(cfg.n_layer),
+  const double d = double(cfg.d_model), F = double(cfg.mlp_width()), L = double(cfg.n_layer),
                N = double(batch) * double(seq), H = double(cfg.n_head());
-  const double params = 2 * double(cfg.vocab_padded()) * d + L * (4 * d * d + 2 * d * F);
-  const double acts = L * (N * (12 * d + 2 * F) + N * H * double(seq)) + N * double(cfg.vocab_size);
+  const double mlp_mats = cfg.swiglu() ? 3 : 2, mlp_acts = cfg.swiglu() ? 4 : 2;  // [F, d], [N, F]
+  const double params = 2 * double(cfg.vocab_padded()) * d + L * (4 * d * d + mlp_mats * d * F);
+  const double acts =
+      L * (N * (12 * d + mlp_acts * F) + N * H * double(seq)) + N * double(cfg.vocab_size);
   const double bytes = 4 * (3 * params + acts);
   if (bytes > 1e15)
     fail("model", "batch ", batch, " x sequence ", seq, " of this model needs about ",

@@ -70,6 +70,16 @@ void check_batch_shape(const ModelConfig& cfg, int64_t batch, int64_t seq);
 void check_token_ids(const int32_t* idx, const int32_t* targets, int64_t n, int64_t vocab_size,
                      int64_t first_position = 0);
 
+// One activation that each block keeps (and the telemetry measures): its name and its width.
+struct BlockActivation {
+  std::string_view name;
+  int64_t width;  // d_model, or the MLP width F
+};
+// Every block's activations for this config, in forward order (the telemetry's order): attn_in,
+// attn_out, mlp_in, mlp_pre, then for swiglu mlp_up (m·w3ᵀ) and mlp_gate (silu(mlp_pre)), then
+// mlp_act (what w2 multiplies).
+std::vector<BlockActivation> block_activations(const ModelConfig& cfg);
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -113,10 +123,8 @@ class Model {
   virtual void synchronize() {}  // waits for queued GPU work (timing); nothing on the CPU
 
   // An activation of the last forward as [B·T, width] in the model's memory and storage type:
-  // "embed_out", "final_in" (layer ignored), or per block a name of kBlockActivations.
+  // "embed_out", "final_in" (layer ignored), or per block a name of block_activations(config()).
   virtual Tensor activation(std::string_view kind, int64_t layer) const = 0;
-  static constexpr std::string_view kBlockActivations[] = {"attn_in", "attn_out", "mlp_in",
-                                                           "mlp_pre", "mlp_act"};
   // The head's output of the last forward in the model's memory, [B·T, columns]: on the CPU the
   // soft-capped logits [N, V], on the GPU the raw head output [N, Vp] before the cap. backward()
   // turns it into its gradient (padded columns 0).

@@ -52,7 +52,7 @@ std::string ParamSpec::init_str() const {
 }
 
 std::vector<ParamSpec> param_specs(const ModelConfig& c) {
-  const int64_t d = c.d_model, f = c.d_mlp(), vp = c.vocab_padded();
+  const int64_t d = c.d_model, f = c.mlp_width(), vp = c.vocab_padded();
   const double bound = std::sqrt(3.0) * 0.5 / std::sqrt(double(d));
   std::vector<ParamSpec> specs;
   specs.push_back({"embed.weight", {vp, d}, Init::normal, 1.0});
@@ -65,6 +65,10 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
     specs.push_back({p + "attn.wo", {d, d}, Init::zero, 0});
     if (c.norm_gains) specs.push_back({p + "mlp_norm.weight", {d}, Init::ones, 0});
     specs.push_back({p + "mlp.w1", {f, d}, Init::uniform, bound});
+    // SwiGLU's linear branch, initialised like w1 (the same fan-in), and placed right after w1:
+    // two adjacent [F, d] blocks let the GPU model compute m·{w1, w3}ᵀ, and their weight
+    // gradients, as one batched GEMM each (as wq, wk, wv are).
+    if (c.swiglu()) specs.push_back({p + "mlp.w3", {f, d}, Init::uniform, bound});
     specs.push_back({p + "mlp.w2", {d, f}, Init::zero, 0});
   }
   if (c.norm_gains) specs.push_back({"final_norm.weight", {d}, Init::ones, 0});
@@ -117,6 +121,7 @@ GptWeights<T> bind_weights(const ModelConfig& cfg, const std::vector<ParamSpec>&
                  : f == "attn.wo"         ? &b.wo
                  : f == "mlp_norm.weight" ? &b.mlp_norm
                  : f == "mlp.w1"          ? &b.w1
+                 : f == "mlp.w3"          ? &b.w3
                  : f == "mlp.w2"          ? &b.w2
                                           : nullptr;
       MG_CHECK(slot, "unbound parameter ", n);

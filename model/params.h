@@ -63,7 +63,7 @@ double train_flops_per_token(const ModelConfig& cfg, const std::vector<ParamSpec
 template <typename T>
 struct BlockWeights {
   T *attn_norm = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
-  T *mlp_norm = nullptr, *w1 = nullptr, *w2 = nullptr;
+  T *mlp_norm = nullptr, *w1 = nullptr, *w3 = nullptr, *w2 = nullptr;  // w3: swiglu only
 };
 template <typename T>
 struct GptWeights {

@@ -132,9 +132,10 @@ const std::map<std::string, std::vector<std::string>>& preset_table() {
       {"speedrun", {"blocks.* = muon", "* = adamw"}},
       {"adamw", {"* = adamw"}},
       {"muon-wout", {"blocks.*.mlp.w2 = muon", "* = adamw"}},
-      {"muon-mlp", {"blocks.*.mlp.w{1,2} = muon", "* = adamw"}},
+      // w3 (mlp = "swiglu" only) is an MLP input projection like w1; muon-wout stays w2 only.
+      {"muon-mlp", {"blocks.*.mlp.w{1,2,3} = muon", "* = adamw"}},
       {"muon-attn-mlp",
-       {"blocks.*.attn.w{q,k,v,o} = muon", "blocks.*.mlp.w{1,2} = muon", "* = adamw"}},
+       {"blocks.*.attn.w{q,k,v,o} = muon", "blocks.*.mlp.w{1,2,3} = muon", "* = adamw"}},
       {"specgd", {"blocks.* = muon(dualizer=polar)", "* = adamw"}},
   };
   return table;

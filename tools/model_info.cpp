@@ -76,10 +76,10 @@ int cmd_model_info(int argc, char** argv) {
 
   std::printf("model: %s\n", path.c_str());
   std::printf(
-      "  n_layer %lld, d_model %lld, heads %lld x %lld, mlp %lld, vocab %lld (padded %lld), "
+      "  n_layer %lld, d_model %lld, heads %lld x %lld, mlp %s %lld, vocab %lld (padded %lld), "
       "seq_len %lld\n",
       (long long)cfg.n_layer, (long long)cfg.d_model, (long long)cfg.n_head(),
-      (long long)cfg.d_head, (long long)cfg.d_mlp(), (long long)cfg.vocab_size,
+      (long long)cfg.d_head, cfg.mlp.c_str(), (long long)cfg.mlp_width(), (long long)cfg.vocab_size,
       (long long)cfg.vocab_padded(), (long long)cfg.seq_len);
   std::printf("\n%-28s %-14s %12s  %s\n", "name", "shape", "count", "init");
   for (const ParamSpec& s : specs)

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import runlib  # noqa: E402
-from runlib import ACT_KINDS, BLOCK, WEIGHT_KINDS  # noqa: E402
+from runlib import ACT_KINDS, BLOCK, GATED_ACT_KINDS, GATED_WEIGHT_KINDS, WEIGHT_KINDS  # noqa: E402
 
 
 def read_records(path):
@@ -79,21 +79,24 @@ def main():
     out = args.out or os.path.join(args.run_dir, "plots")
     os.makedirs(out, exist_ok=True)
     L = n_blocks(records[-1])
+    gated = "blocks.0.mlp_up" in records[-1]["act"]
+    act_kinds = ACT_KINDS + (GATED_ACT_KINDS if gated else [])
+    weight_kinds = WEIGHT_KINDS + (GATED_WEIGHT_KINDS if gated else [])
     cmap = plt.get_cmap("viridis")
     color = lambda i: cmap(i / max(L - 1, 1))
 
     # 1. Activation stable ranks.
-    fig, axes = panels(plt, ACT_KINDS + ["embed_out / final_in / tokens"])
-    for ax, kind in zip(axes, ACT_KINDS):
+    fig, axes = panels(plt, act_kinds + ["embed_out / final_in / tokens"])
+    for ax, kind in zip(axes, act_kinds):
         for i in range(L):
             s, v = series(records, lambda r: r["act"][f"blocks.{i}.{kind}"]["st"])
             ax.plot(s, v, color=color(i), label=f"block {i}")
         ax.set_ylabel("st(A)")
     for key in ["embed_out", "final_in", "tokens"]:
         s, v = series(records, lambda r: r["act"][key]["st"])
-        axes[len(ACT_KINDS)].plot(s, v, label=key)
+        axes[len(act_kinds)].plot(s, v, label=key)
     axes[0].legend(fontsize=7)
-    axes[len(ACT_KINDS)].legend(fontsize=7)
+    axes[len(act_kinds)].legend(fontsize=7)
     fig.suptitle("stable rank of the activations feeding each block")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "act_stable_rank.png"), dpi=110)
@@ -103,20 +106,20 @@ def main():
         ("grad_nuclear_rank.png", "grad_nr", "nr(G)", "nuclear rank of each weight's gradient"),
         ("ratio.png", "ratio", "nr(G) / st(A)", "nr(G)/st(A): > 1 favours a spectral update"),
     ]:
-        fig, axes = panels(plt, WEIGHT_KINDS + ["embed / head"])
-        for ax, kind in zip(axes, WEIGHT_KINDS):
+        fig, axes = panels(plt, weight_kinds + ["embed / head"])
+        for ax, kind in zip(axes, weight_kinds):
             for i in range(L):
                 s, v = series(records, lambda r: r["weights"][f"blocks.{i}.{kind}"][field])
                 ax.plot(s, v, color=color(i), label=f"block {i}")
             ax.set_ylabel(ylabel)
         for name in ["embed.weight", "head.weight"]:
             s, v = series(records, lambda r: r["weights"][name][field])
-            axes[len(WEIGHT_KINDS)].plot(s, v, label=name)
+            axes[len(weight_kinds)].plot(s, v, label=name)
         if field == "ratio":
-            for ax in axes[: len(WEIGHT_KINDS) + 1]:
+            for ax in axes[: len(weight_kinds) + 1]:
                 ax.axhline(1.0, color="red", lw=0.8, ls="--")
         axes[0].legend(fontsize=7)
-        axes[len(WEIGHT_KINDS)].legend(fontsize=7)
+        axes[len(weight_kinds)].legend(fontsize=7)
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(os.path.join(out, fname), dpi=110)

@@ -27,6 +27,9 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 # later come after these, in sorted order.
 ACT_KINDS = ["attn_in", "attn_out", "mlp_in", "mlp_pre", "mlp_act"]
 WEIGHT_KINDS = ["attn.wq", "attn.wk", "attn.wv", "attn.wo", "mlp.w1", "mlp.w2"]
+# [model] mlp = "swiglu" runs log these too (docs/telemetry.md)
+GATED_ACT_KINDS = ["mlp_up", "mlp_gate"]
+GATED_WEIGHT_KINDS = ["mlp.w3"]
 BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 

@@ -54,7 +54,7 @@ std::string input_activation(const std::string& param) {
   auto [block, field] = split_block(param);
   if (field == "attn.wq" || field == "attn.wk" || field == "attn.wv") return block + "attn_in";
   if (field == "attn.wo") return block + "attn_out";
-  if (field == "mlp.w1") return block + "mlp_in";
+  if (field == "mlp.w1" || field == "mlp.w3") return block + "mlp_in";  // w3: swiglu
   if (field == "mlp.w2") return block + "mlp_act";
   return "";
 }
@@ -69,9 +69,9 @@ std::string alt_input_activation(const std::string& param) {
 std::vector<RankTelemetry::Act> RankTelemetry::activations(const ModelConfig& c) {
   std::vector<Act> acts = {{"embed_out", "embed_out", 0, c.d_model}};
   for (int64_t l = 0; l < c.n_layer; ++l)
-    for (std::string_view kind : Model::kBlockActivations)
-      acts.push_back({"blocks." + std::to_string(l) + "." + std::string(kind), std::string(kind), l,
-                      kind.starts_with("mlp_") && kind != "mlp_in" ? c.d_mlp() : c.d_model});
+    for (const BlockActivation& b : block_activations(c))
+      acts.push_back({"blocks." + std::to_string(l) + "." + std::string(b.name),
+                      std::string(b.name), l, b.width});
   acts.push_back({"final_in", "final_in", 0, c.d_model});
   return acts;
 }

@@ -21,9 +21,9 @@
 
 namespace muongpt {
 
-// Which activation a weight multiplies ("blocks.3.attn_in" for blocks.3.attn.wq, "tokens" for
-// the embedding, "final_in" for the head), and the alternative the design also logs (attn_in
-// for wo, mlp_pre for w2; empty otherwise).
+// Which activation a weight multiplies ("blocks.3.attn_in" for blocks.3.attn.wq, "mlp_in" for w1
+// and swiglu's w3, "tokens" for the embedding, "final_in" for the head), and the alternative the
+// design also logs (attn_in for wo, mlp_pre for w2; empty otherwise).
 std::string input_activation(const std::string& param);
 std::string alt_input_activation(const std::string& param);
 

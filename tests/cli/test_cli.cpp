@@ -141,6 +141,40 @@ TEST(Cli, BadInputGivesOneErrorLine) {
   }
 }
 
+// The gated MLP through the binary: model-info shows w3 between w1 and w2 with w1's shape and
+// init, the MLP kind and width, and the parameter total; an unknown mlp or a negative d_mlp is one
+// error line naming the key.
+TEST(Cli, ModelInfoShowsTheGatedMlpAndRejectsBadMlpKeys) {
+  const std::string cfg = std::string(MUONGPT_SOURCE_DIR) + "/configs/quickstart.toml";
+  Result r = run("model-info --config " + cfg + " --set model.mlp=swiglu --set model.d_mlp=320");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find(", mlp swiglu 320, "), std::string::npos) << r.out;
+  const size_t w1 = r.out.find("\nblocks.3.mlp.w1 "), w3 = r.out.find("\nblocks.3.mlp.w3 "),
+               w2 = r.out.find("\nblocks.3.mlp.w2 ");
+  ASSERT_NE(w3, std::string::npos) << r.out;
+  EXPECT_LT(w1, w3);
+  EXPECT_LT(w3, w2);
+  const std::string w1_row = r.out.substr(w1 + 1, r.out.find('\n', w1 + 1) - w1 - 1),
+                    w3_row = r.out.substr(w3 + 1, r.out.find('\n', w3 + 1) - w3 - 1);
+  EXPECT_NE(w3_row.find("[320, 128]"), std::string::npos) << w3_row;
+  EXPECT_EQ(w3_row.substr(16), w1_row.substr(16)) << "w3 has w1's shape, count and init";
+  // 2·50304·128 + 4·(4·128² + 3·320·128) = 13,631,488
+  EXPECT_NE(r.out.find("total 13631488 parameters"), std::string::npos) << r.out;
+  EXPECT_NE(run("model-info --config " + cfg).out.find(", mlp relu2 512, "), std::string::npos);
+
+  for (auto [set, expect] :
+       {std::pair{"--set model.mlp=geglu",
+                  ": [model] mlp = \"geglu\": expected \"relu2\" or \"swiglu\""},
+        std::pair{"--set model.d_mlp=-64",
+                  ": [model] d_mlp = -64: must be >= 0 (0 = mlp_ratio * d_model)"}}) {
+    r = run("model-info --config " + cfg + " " + set);
+    EXPECT_NE(r.status, 0) << set;
+    EXPECT_EQ(lines(r.out), 1) << r.out;
+    EXPECT_EQ(r.out.rfind("muongpt: error: ", 0), 0u) << r.out;
+    EXPECT_NE(r.out.find(expect), std::string::npos) << r.out;
+  }
+}
+
 // The hint of an error follows it on the same line.
 TEST(Cli, UnknownKeyErrorSuggestsTheClosestKey) {
   const std::string typo = write_config("typo", "[model]\nn_layers = 2\n");

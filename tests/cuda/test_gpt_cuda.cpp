@@ -8,7 +8,9 @@
 // Shapes: the tiny configs of the CPU gradient checks (2 layers, d 64, 2 heads of 32, V 96 in 128
 // rows; soft-cap 15, and soft-cap off with gains and 1/√dh), a 3-layer config with d 96 (3 heads),
 // V 203 in 256 rows, soft-cap 30, gains, B = 3, T = 37 (not a multiple of 32 or of any tile), one
-// layer with d_head 128 (T = 64), and B = T = 1.
+// layer with d_head 128 (T = 64), and B = T = 1; and the gated MLP (mlp = "swiglu") on the tiny
+// config with gains (F = 192) and on the 3-layer one with F = 100 (so h and u, N·F apart in one
+// buffer, are only 8-byte aligned in bf16).
 //
 // Error metrics, per tensor, with `ref` the CPU value:
 //   max_rel  = max|gpu − ref| / max|ref|   (the PyTorch-fixture metric of docs/numerics.md)
@@ -125,6 +127,13 @@ ModelConfig wide_head_config() {  // d_head 128, the default
       "d_head = 128\nseq_len = 64\nsoftcap = 15.0\n");
 }
 
+ModelConfig odd_swiglu_config() {  // the odd config, gated, F = 100
+  return config_from_text(
+      "[model]\nvocab_size = 203\nvocab_multiple = 128\nn_layer = 3\nd_model = 96\n"
+      "d_head = 32\nseq_len = 48\nsoftcap = 30.0\nnorm_gains = true\nmlp = \"swiglu\"\n"
+      "d_mlp = 100\n");
+}
+
 ModelConfig flash_config() {  // d_head 64 and T = 130: three 64-row tiles, the last one partial
   return config_from_text(
       "[model]\nvocab_size = 203\nvocab_multiple = 128\nn_layer = 2\nd_model = 128\n"
@@ -136,7 +145,9 @@ std::vector<Case> cases() {
           {"tiny_gains", testing::tiny_gains_config(), 3, 11},
           {"odd", odd_config(), 3, 37},
           {"wide_head", wide_head_config(), 2, 64},
-          {"one_token", testing::tiny_config(), 1, 1}};
+          {"one_token", testing::tiny_config(), 1, 1},
+          {"swiglu", testing::tiny_swiglu_config(), 2, 16},
+          {"odd_swiglu", odd_swiglu_config(), 3, 37}};
 }
 
 // Token ids with many repeats (a third of the positions draw from 5 ids), so the embedding
@@ -168,7 +179,8 @@ struct Pass {
 std::vector<std::pair<std::string, int64_t>> activation_names(const ModelConfig& cfg) {
   std::vector<std::pair<std::string, int64_t>> names = {{"embed_out", 0}, {"final_in", 0}};
   for (int64_t l = 0; l < cfg.n_layer; ++l)
-    for (std::string_view k : Model::kBlockActivations) names.emplace_back(std::string(k), l);
+    for (const BlockActivation& b : block_activations(cfg))
+      names.emplace_back(std::string(b.name), l);
   return names;
 }
 
@@ -364,6 +376,14 @@ TEST(GptCuda, MatchesPyTorchFixtures) {
   }
 }
 
+TEST(GptCuda, MatchesPyTorchSwigluFixture) {
+  MG_REQUIRE_GPU();
+  for (Precision p : {Precision::fp32, Precision::bf16}) {
+    SCOPED_TRACE(std::string(precision_name(p)));
+    check_fixture("gpt_tiny_swiglu.safetensors", p);
+  }
+}
+
 // ---- accumulation, scaling, determinism ------------------------------------------------------
 
 TEST(GptCuda, MicroBatchesAccumulateTheirGradients) {
@@ -524,11 +544,46 @@ TEST(GptCuda, MemoryPlanAddsUp) {
     }
     // At least the per-layer activations: probabilities, q/k/v, the MLP's two [N, F] buffers.
     const size_t elem = p == Precision::bf16 ? 2 : 4, H = sz(cfg.n_head());
-    EXPECT_GE(m.activations,
-              sz(cfg.n_layer) * elem *
-                  (sz(B) * H * sz(T) * sz(T) + 3 * sz(N * cfg.d_model) + 2 * sz(N * cfg.d_mlp())));
+    EXPECT_GE(m.activations, sz(cfg.n_layer) * elem *
+                                 (sz(B) * H * sz(T) * sz(T) + 3 * sz(N * cfg.d_model) +
+                                  2 * sz(N * cfg.mlp_width())));
     EXPECT_GE(m.scratch, sizeof(float) * sz(B) * H * sz(T) * sz(T));  // the fp32 scores
     EXPECT_NE(m.describe().find("GPU arena"), std::string::npos);
+  }
+}
+
+// The gated MLP keeps two more [N, F] activations per block (mlp_up, mlp_gate) and needs d(u)
+// beside d(h) in the scratch; its parameters are the relu2 model's plus w3 in every block. Its
+// activations are there, with width F, and a relu2 model has none of them.
+TEST(GptCuda, SwigluMemoryPlanAndActivations) {
+  MG_REQUIRE_GPU();
+  const ModelConfig gated = odd_swiglu_config();
+  ModelConfig plain = gated;
+  plain.mlp = "relu2";
+  const int64_t B = 3, T = 37, N = B * T, F = gated.mlp_width(), d = gated.d_model,
+                L = gated.n_layer;
+  for (Precision p : {Precision::fp32, Precision::bf16}) {
+    SCOPED_TRACE(std::string(precision_name(p)));
+    const size_t elem = p == Precision::bf16 ? 2 : 4;
+    const auto g = make_gpu_model(gated, B, T, p), r = make_gpu_model(plain, B, T, p);
+    const MemoryPlan &mg = g->memory_plan(), &mr = r->memory_plan();
+    EXPECT_EQ(mg.params, mr.params + sz(L * F * d) * 4);
+    // Each buffer starts at a multiple of 256 bytes, so the padding differs by < 256 per buffer
+    // that changed (per block mlp_pre grew, mlp_gate is new; dh_ in the scratch).
+    const size_t acts = sz(L) * 2 * sz(N * F) * elem, scratch = sz(N * F) * elem;
+    const size_t pad = sz(L) * 2 * 256;
+    EXPECT_GE(mg.activations + pad, mr.activations + acts);
+    EXPECT_LE(mg.activations, mr.activations + acts + pad);
+    EXPECT_GE(mg.scratch + 256, mr.scratch + scratch);
+    EXPECT_LE(mg.scratch, mr.scratch + scratch + 256);
+
+    g->init_params(3);
+    const auto idx = tokens(N, gated.vocab_size, 1), tgt = tokens(N, gated.vocab_size, 2);
+    g->forward(idx.data(), tgt.data());
+    for (const char* kind : {"mlp_pre", "mlp_up", "mlp_gate", "mlp_act"})
+      EXPECT_EQ(g->activation(kind, 2).size(1), F) << kind;
+    EXPECT_THROW(r->activation("mlp_up", 0), Error);
+    EXPECT_THROW(r->activation("mlp_gate", 0), Error);
   }
 }
 
@@ -584,7 +639,7 @@ TEST(GptCuda, RejectsBadIdsAndMisorderedCalls) {
 
   EXPECT_THROW(gpu.activation("attn_in", 2), Error);
   EXPECT_THROW(gpu.activation("no_such_activation", 0), Error);
-  EXPECT_EQ(gpu.activation("mlp_pre", 1).size(1), cfg.d_mlp());
+  EXPECT_EQ(gpu.activation("mlp_pre", 1).size(1), cfg.mlp_width());
   EXPECT_THROW(make_gpu_model(cfg, 1, cfg.seq_len + 1, Precision::fp32), Error);
   EXPECT_THROW(make_gpu_model(cfg, 0, 4, Precision::fp32), Error);
   EXPECT_EQ(precision_from_name("bf16", "x"), Precision::bf16);

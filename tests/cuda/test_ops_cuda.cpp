@@ -49,6 +49,7 @@
 #include "model/ops/relu2.h"
 #include "model/ops/rmsnorm.h"
 #include "model/ops/rope.h"
+#include "model/ops/swiglu.h"
 
 namespace muongpt {
 namespace {
@@ -216,6 +217,46 @@ TYPED_TEST(OpsCuda, Relu2MatchesCpuBitForBit) {
     relu2_forward(want_y.data(), y.data(), n);
     for (float& x : want_y) x = round_to<T>(x);
     expect_bits("relu2 forward, in place", d_y.download(), want_y);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU: not bit for bit (the device's expf is not glibc's, both within 2 ulp, and nvcc contracts
+// FMAs), so the kernels are held to the CPU op in double with the fp32 band plus one bf16
+// rounding; d h = d act · u · silu'(h) gets mag = |d act · u|·σ(h)·(1 + 2|h|), because
+// silu' = σ(1 + h(1 − σ)) cancels near h ≈ −1.28 (docs/numerics.md, "SwiGLU"). The backward runs in
+// place (dh aliasing dact). The same kernels' source passes this check in the host emulation
+// (tests/emulation/test_swiglu_emulated.cpp).
+TYPED_TEST(OpsCuda, SwigluMatchesCpuWithinTheBand) {
+  MG_REQUIRE_GPU();
+  using T = TypeParam;
+  Stream stream;
+  Rng rng(111);
+  const Tol tol = storage_tol<T>();
+  // Saturating and special values first (e^(−h) overflows for h ≲ −89: silu → −0, not NaN).
+  const FVec special = {-1000.f, -100.f, -89.f, -20.f, -1.28f, -0.f,  0.f,
+                        1e-3f,   1.f,    20.f,  89.f,  100.f,  1000.f};
+  for (int64_t n : {int64_t(13), int64_t(4097), int64_t(1000003), (int64_t(1) << 24) + 77}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    FVec h = randn_stored<T>(sz(n), rng, 2.5);
+    if (n == 13)
+      for (size_t i = 0; i < special.size(); ++i) h[i] = round_to<T>(special[i]);
+    const FVec u = randn_stored<T>(sz(n), rng), dact = randn_stored<T>(sz(n), rng);
+    const Vec hd = to_double(h), ud = to_double(u), dd = to_double(dact);
+    Vec act(sz(n)), gate(sz(n)), dh(sz(n)), du(sz(n)), mag_dh(sz(n));
+    swiglu_forward(act.data(), gate.data(), hd.data(), ud.data(), n);
+    swiglu_backward(dh.data(), du.data(), dd.data(), hd.data(), ud.data(), n);
+    for (size_t i = 0; i < sz(n); ++i)
+      mag_dh[i] = std::abs(dd[i] * ud[i]) * sigmoid(hd[i]) * (1 + 2 * std::abs(hd[i]));
+
+    Buf<T> d_h(h), d_u(u), d_act(n), d_gate(n), d_dh(dact), d_du(n);
+    swiglu_forward_cuda(d_act.get(), d_gate.get(), d_h.get(), d_u.get(), n, stream.get());
+    swiglu_backward_cuda(d_dh.get(), d_du.get(), d_dh.get(), d_h.get(), d_u.get(), n,
+                         stream.get());  // in place
+    expect_close("swiglu gate", d_gate.download(), gate, tol);
+    expect_close("swiglu act", d_act.download(), act, tol);
+    expect_close("swiglu du", d_du.download(), du, tol);
+    expect_close("swiglu dh, in place", d_dh.download(), dh, tol, mag_dh);
   }
 }
 

@@ -1,5 +1,7 @@
 // A host model of the CUDA primitives the fused attention kernels use, so that their source
-// (model/ops/flash_attention_kernels.cuh, compiled with MUONGPT_CUDA_EMULATION) runs on the CPU:
+// (model/ops/flash_attention_kernels.cuh, compiled with MUONGPT_CUDA_EMULATION) runs on the CPU;
+// elementwise kernels (model/ops/swiglu_kernels.cuh) need only the thread indices and the loads
+// and stores at the end of this file. The model:
 //   - every thread of a block is a fiber (ucontext); blocks run one after another;
 //   - __syncthreads() waits for every live thread of the block;
 //   - the warp collectives (__shfl_xor_sync, ldmatrix .x4 [.trans], mma.sync m16n8k16 bf16 →
@@ -91,6 +93,21 @@ inline float warp_sum(float v) {
 }
 inline float to_f32(__nv_bfloat16 x) {
   return bf16_to_float(x.bits);
+}
+// The loads and stores of core/cuda_util.h for the elementwise kernels
+// (model/ops/swiglu_kernels.cuh): stores round to nearest even, like float_to_bf16.
+inline float to_f32(float x) {
+  return x;
+}
+template <typename T>
+T from_f32(float x);
+template <>
+inline float from_f32<float>(float x) {
+  return x;
+}
+template <>
+inline __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+  return {float_to_bf16(x)};
 }
 }  // namespace ops_cuda
 }  // namespace muongpt

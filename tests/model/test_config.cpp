@@ -36,8 +36,40 @@ TEST(ModelConfig, TrainFlopsPerTokenCountsTheMatrixProducts) {
   EXPECT_DOUBLE_EQ(train_flops_per_token(c, specs, 128), 43709184.0);
 }
 
+// mlp = "swiglu" adds w3 [F, d] right after w1 in every block (initialised like w1), and its
+// products count in the FLOPs; d_mlp sets F for either MLP (0 = mlp_ratio · d).
+TEST(ModelConfig, SwigluAddsW3AfterW1AndItsFlops) {
+  const std::string base =
+      "[model]\nvocab_size = 50257\nn_layer = 4\nd_model = 128\nd_head = 64\nseq_len = 128\n";
+  const ModelConfig relu2 = testing::config_from_text(base);
+  EXPECT_EQ(relu2.mlp, "relu2");
+  EXPECT_EQ(relu2.d_mlp, 0);
+  EXPECT_EQ(relu2.mlp_width(), 512);
+  EXPECT_FALSE(relu2.swiglu());
+  EXPECT_EQ(testing::config_from_text(base + "d_mlp = 200\n").mlp_width(), 200);
+
+  const ModelConfig c = testing::config_from_text(base + "mlp = \"swiglu\"\nd_mlp = 320\n");
+  EXPECT_TRUE(c.swiglu());
+  EXPECT_EQ(c.mlp_width(), 320);
+  const auto specs = param_specs(c);
+  const int w1 = find_param(specs, "blocks.2.mlp.w1"), w3 = find_param(specs, "blocks.2.mlp.w3");
+  ASSERT_GE(w1, 0);
+  EXPECT_EQ(w3, w1 + 1);
+  EXPECT_EQ(specs[size_t(w3) + 1].name, "blocks.2.mlp.w2");
+  EXPECT_EQ(specs[size_t(w3)].shape, (std::vector<int64_t>{320, 128}));
+  EXPECT_EQ(specs[size_t(w3)].init_str(), specs[size_t(w1)].init_str());
+  EXPECT_EQ(specs[size_t(w3) + 1].shape, (std::vector<int64_t>{128, 320}));
+  EXPECT_EQ(find_param(param_specs(relu2), "blocks.0.mlp.w3"), -1);
+  // Per block 4·d² (attention) + 3·F·d (w1, w3, w2), plus the head's V used rows.
+  const int64_t n = 4 * (4 * 128 * 128 + 3 * 320 * 128) + 50257 * 128;
+  EXPECT_EQ(matmul_param_count(c, specs), n);
+  EXPECT_DOUBLE_EQ(train_flops_per_token(c, specs, 128), 6.0 * n + 6.0 * 4 * 128 * 128);
+  EXPECT_EQ(param_count(specs), n + 50304 * 128 + (50304 - 50257) * 128);
+}
+
 TEST(ModelConfig, ToTomlRoundTrips) {
-  for (ModelConfig c : {testing::tiny_config(), testing::tiny_gains_config()}) {
+  for (ModelConfig c :
+       {testing::tiny_config(), testing::tiny_gains_config(), testing::tiny_swiglu_config()}) {
     ModelConfig back = testing::config_from_text(c.to_toml());
     EXPECT_EQ(back.to_toml(), c.to_toml());
   }
@@ -59,6 +91,10 @@ TEST(ModelConfig, ErrorsNameTheKey) {
       "test-config: [model] attn_scale: expected a number or \"1/sqrt(d_head)\", found \"big\"");
   EXPECT_EQ(error_of("[model]\nsoftcap = -1.0\n"),
             "test-config: [model] softcap = -1: must be >= 0 (0 turns it off)");
+  EXPECT_EQ(error_of("[model]\nmlp = \"geglu\"\n"),
+            "test-config: [model] mlp = \"geglu\": expected \"relu2\" or \"swiglu\"");
+  EXPECT_EQ(error_of("[model]\nd_mlp = -1\n"),
+            "test-config: [model] d_mlp = -1: must be >= 0 (0 = mlp_ratio * d_model)");
   EXPECT_EQ(error_of("model = 3\n"), "test-config: [model] must be a table");
   EXPECT_NE(error_of("[model\n").find("TOML syntax error at line 1"), std::string::npos);
 }

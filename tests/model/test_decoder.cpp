@@ -10,7 +10,8 @@ namespace muongpt {
 namespace {
 
 TEST(Decoder, MatchesFullForwardAtEveryPosition) {
-  for (ModelConfig cfg : {testing::tiny_config(), testing::tiny_gains_config()}) {
+  for (ModelConfig cfg :
+       {testing::tiny_config(), testing::tiny_gains_config(), testing::tiny_swiglu_config()}) {
     const int64_t T = 16;
     Gpt<float> model(cfg, 1, T);
     testing::randomize_params(model, 9);

@@ -81,6 +81,20 @@ TEST(GptFixtures, Float64MatchesPyTorchGains) {
   check_fixture<double>("gpt_tiny_gains.safetensors", 1e-6);
 }
 
+// The gated MLP (mlp = "swiglu", d_mlp = 192, gains): w3 and its gradient come from the file too.
+TEST(GptFixtures, Float32MatchesPyTorchSwiglu) {
+  check_fixture<float>("gpt_tiny_swiglu.safetensors", 1e-4);
+}
+TEST(GptFixtures, Float64MatchesPyTorchSwiglu) {
+  check_fixture<double>("gpt_tiny_swiglu.safetensors", 1e-6);
+}
+TEST(GptFixtures, SwigluFixtureUsesTheGradCheckConfig) {
+  SafetensorsFile fx(fixture("gpt_tiny_swiglu.safetensors"));
+  EXPECT_EQ(testing::config_from_text(fx.meta("config")).to_toml(),
+            testing::tiny_swiglu_config().to_toml());
+  EXPECT_EQ(fx.entry("param.blocks.1.mlp.w3").shape, (std::vector<int64_t>{192, 64}));
+}
+
 TEST(GptFixtures, FixturesUseTheGradCheckConfigs) {
   // The gradient checks and the fixtures cover the same two models.
   for (auto [file, want] :

@@ -1,5 +1,6 @@
 // The whole GPT's backward against finite differences of its forward, in double precision: every
-// parameter tensor, on the two tiny configs (soft-cap on, no gains; soft-cap off, gains on).
+// parameter tensor, on the tiny configs (soft-cap on, no gains; soft-cap off, gains on; the gated
+// MLP with gains).
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -54,7 +55,8 @@ TEST_P(GptGradCheck, EveryParameterMatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, GptGradCheck,
                          ::testing::Values(Case{"softcap", testing::tiny_config},
-                                           Case{"gains", testing::tiny_gains_config}),
+                                           Case{"gains", testing::tiny_gains_config},
+                                           Case{"swiglu", testing::tiny_swiglu_config}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Gpt, GradientsAccumulateAcrossBackwardCalls) {

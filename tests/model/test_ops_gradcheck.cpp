@@ -2,6 +2,7 @@
 // Each op is wrapped as a scalar loss L = Σ w ⊙ op(inputs) with a fixed random w, so dL/dout = w.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "model/ops/attention.h"
@@ -11,6 +12,7 @@
 #include "model/ops/relu2.h"
 #include "model/ops/rmsnorm.h"
 #include "model/ops/rope.h"
+#include "model/ops/swiglu.h"
 #include "testing/gradcheck.h"
 
 namespace muongpt {
@@ -137,6 +139,53 @@ TEST(Relu2Grad, MatchesFiniteDifferences) {
   Vec dh(64);
   relu2_backward(dh.data(), w.data(), h.data(), 64);
   expect_grad("dh", h, dh, loss, rng, 64);
+}
+
+// Both branches' gradients; h spans silu's interesting range (its minimum near h = −1.28, the
+// saturated tails at |h| ≈ 6), and the in-place form (dh aliasing dact).
+TEST(SwigluGrad, MatchesFiniteDifferences) {
+  const int64_t n = 96;
+  Rng rng(8);
+  Vec h = randn(n, rng, 2.5), u = randn(n, rng), w = randn(n, rng), gate(n), act(n);
+  auto loss = [&] {
+    swiglu_forward(act.data(), gate.data(), h.data(), u.data(), n);
+    return dot(w, act);
+  };
+  loss();
+  for (int64_t i = 0; i < n; ++i) {  // the definition, written out independently
+    const double g = h[i] / (1 + std::exp(-h[i]));
+    ASSERT_NEAR(gate[i], g, 1e-15 * (1 + std::abs(g))) << i;
+    ASSERT_NEAR(act[i], g * u[i], 1e-15 * (1 + std::abs(g * u[i]))) << i;
+  }
+  Vec dh(n), du(n);
+  swiglu_backward(dh.data(), du.data(), w.data(), h.data(), u.data(), n);
+  expect_grad("dh", h, dh, loss, rng, int(n));
+  expect_grad("du", u, du, loss, rng, int(n));
+
+  Vec inplace = w, du2(n);
+  swiglu_backward(inplace.data(), du2.data(), inplace.data(), h.data(), u.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(inplace[i], dh[i]) << i;
+    ASSERT_EQ(du2[i], du[i]) << i;
+  }
+}
+
+// σ(h) = 1/(1 + e^(−h)) overflows e^(−h) for very negative h: the results must still be the
+// limits (silu → −0, silu' → 0; for large h silu → h, silu' → 1), never NaN, in float too.
+TEST(SwigluGrad, SaturatesWithoutNaN) {
+  for (float h : {-1e4f, -1000.f, -100.f, -89.f, 89.f, 100.f, 1e4f}) {
+    const float g = silu(h), dg = silu_grad(h);
+    EXPECT_TRUE(std::isfinite(g) && std::isfinite(dg)) << h;
+    if (h < 0) {
+      EXPECT_LE(std::abs(g), 1e-30f) << h;
+      EXPECT_LE(std::abs(dg), 1e-30f) << h;
+    } else {
+      EXPECT_EQ(g, h);
+      EXPECT_EQ(dg, 1.f) << h;
+    }
+  }
+  EXPECT_EQ(silu(0.0), 0.0);
+  EXPECT_EQ(silu_grad(0.0), 0.5);
 }
 
 TEST(LinearGrad, MatchesFiniteDifferencesWithResidual) {

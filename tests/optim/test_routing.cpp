@@ -2,6 +2,7 @@
 // language, and the error (unrouted parameter, bad rule) and warning (rule takes nothing) cases.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <string>
@@ -87,6 +88,37 @@ TEST(Routing, EveryPresetOnTheBaseModel) {
       EXPECT_EQ(muon, expect_muon) << preset;
     }
   }
+}
+
+// The gated MLP's w3 is an MLP input projection like w1: every preset that takes w1 takes w3 (the
+// speedrun and specgd by "blocks.*", muon-mlp and muon-attn-mlp by "mlp.w{1,2,3}"); muon-wout
+// stays w2 only. w3 [F, d] has w1's keller scale √(F/d) (F = 192, d = 64: √3).
+TEST(Routing, EveryPresetTreatsW3LikeW1) {
+  const auto specs = param_specs(testing::tiny_swiglu_config());
+  ASSERT_GE(find_param(specs, "blocks.1.mlp.w3"), 0);
+  for (const std::string& preset : routing_presets()) {
+    OptimConfig cfg;
+    cfg.routing = preset;
+    std::vector<std::string> warnings;
+    const auto r = by_name(resolve_routing(specs, cfg, "test.toml", &warnings));
+    EXPECT_TRUE(warnings.empty()) << preset;
+    for (int l = 0; l < 2; ++l) {
+      const std::string b = "blocks." + std::to_string(l) + ".mlp.";
+      const Route &w1 = r.at(b + "w1"), &w3 = r.at(b + "w3"), &w2 = r.at(b + "w2");
+      EXPECT_EQ(w3.optimizer, w1.optimizer) << preset << " " << b;
+      EXPECT_EQ(w3.optimizer, preset == "adamw" || preset == "muon-wout" ? "adamw" : "muon")
+          << preset;
+      EXPECT_EQ(w2.optimizer, preset == "adamw" ? "adamw" : "muon") << preset;
+      EXPECT_EQ(w3.dualizer, w1.dualizer) << preset;
+      EXPECT_EQ(w3.lr, w1.lr) << preset;
+      EXPECT_EQ(w3.wd, w1.wd) << preset;
+      EXPECT_EQ(w3.scale, w1.scale) << preset;
+      if (w3.optimizer == "muon") EXPECT_DOUBLE_EQ(w3.scale, std::sqrt(3.0)) << preset;
+    }
+  }
+  EXPECT_TRUE(glob_match("blocks.*.mlp.w{1,2,3}", "blocks.0.mlp.w3"));
+  EXPECT_FALSE(glob_match("blocks.*.mlp.w2", "blocks.0.mlp.w3"));
+  EXPECT_FALSE(glob_match("blocks.*.mlp.w{1,2,3}", "blocks.0.mlp_norm.weight"));
 }
 
 TEST(Routing, SpeedrunOnThe124MModel) {

@@ -14,7 +14,7 @@ inline ModelConfig config_from_text(const std::string& toml_text) {
   return model_config_from_toml(parse_toml_string(toml_text, "test-config"), "test-config");
 }
 
-// The two tiny configs of the gradient checks (also the fixtures' configs).
+// The tiny configs of the gradient checks (also the fixtures' configs).
 inline ModelConfig tiny_config() {
   return config_from_text(
       "[model]\nvocab_size = 96\nvocab_multiple = 128\nn_layer = 2\nd_model = 64\n"
@@ -25,6 +25,16 @@ inline ModelConfig tiny_gains_config() {
       "[model]\nvocab_size = 96\nvocab_multiple = 128\nn_layer = 2\nd_model = 64\n"
       "d_head = 32\nseq_len = 16\nsoftcap = 0.0\nnorm_gains = true\n"
       "attn_scale = \"1/sqrt(d_head)\"\n");
+}
+
+// The gated MLP: tiny with mlp = "swiglu", norm gains on (the mlp_norm gain's gradient then sums
+// both branches' input gradients) and F = 192 = 8/3·64 rounded up to a multiple of 64, the
+// parameter-matched width (docs/config.md); also the fixture gpt_tiny_swiglu's config.
+inline ModelConfig tiny_swiglu_config() {
+  return config_from_text(
+      "[model]\nvocab_size = 96\nvocab_multiple = 128\nn_layer = 2\nd_model = 64\n"
+      "d_head = 32\nmlp = \"swiglu\"\nd_mlp = 192\nseq_len = 16\nsoftcap = 15.0\n"
+      "norm_gains = true\n");
 }
 
 // The design's init zeroes wo, w2 and head, which would make most gradients exactly zero; tests

@@ -260,6 +260,78 @@ TEST(Telemetry, OnATinyModelMatchesSvdOfTheSameMatrices) {
   EXPECT_GT(rec["seconds"].get<double>(), 0.0);
 }
 
+// The gated MLP (mlp = "swiglu"): both of w2's input's factors are measured, mlp_gate =
+// silu(mlp_pre) and mlp_up = m·w3ᵀ (width F), besides mlp_pre and mlp_act; w3 multiplies mlp_in
+// like w1; a relu2 record has none of the new keys (only keys are added to the schema). The gate
+// is recomputed here from mlp_pre, and its stable rank checked against an SVD.
+TEST(Telemetry, SwigluMeasuresBothBranches) {
+  const ModelConfig cfg = testing::tiny_swiglu_config();
+  const int64_t B = 2, T = 16, N = B * T, F = cfg.mlp_width();
+  Gpt<float> model(cfg, B, T);
+  testing::randomize_params(model, 6);
+  auto view = view_cpu_model(model);
+  RankTelemetry tel(*view, 1);
+  Rng rng(3);
+  std::vector<int32_t> idx(N), tgt(N);
+  for (auto& t : idx) t = int32_t(rng.below(cfg.vocab_size));
+  for (auto& t : tgt) t = int32_t(rng.below(cfg.vocab_size));
+  tel.begin();
+  model.zero_grads();
+  model.forward(idx.data(), tgt.data());
+  tel.add_activations(*view, idx.data(), N);
+  std::vector<double> gate, up;
+  const Tensor pre = model.activation("mlp_pre", 1), u = model.activation("mlp_up", 1);
+  ASSERT_EQ(pre.size(1), F);
+  ASSERT_EQ(u.size(1), F);
+  for (int64_t i = 0; i < N * F; ++i) {
+    const double h = pre.data<float>()[i];
+    gate.push_back(h / (1 + std::exp(-h)));
+    up.push_back(u.data<float>()[i]);
+  }
+  model.backward();
+  tel.add_gradients(*view);
+  const nlohmann::json rec = tel.finish(*view, 1, [](size_t) { return std::span<const float>(); });
+
+  for (auto [key, A] : {std::pair{"blocks.1.mlp_gate", &gate}, std::pair{"blocks.1.mlp_up", &up}}) {
+    const double want = svd_stable_rank(singular_values(*A, int(N), int(F)));
+    EXPECT_NEAR(rec["act"][key]["st"].get<double>(), want, 1e-4 * want) << key;
+  }
+  for (int l = 0; l < 2; ++l) {
+    const std::string b = "blocks." + std::to_string(l) + ".";
+    for (const char* kind :
+         {"attn_in", "attn_out", "mlp_in", "mlp_pre", "mlp_up", "mlp_gate", "mlp_act"})
+      EXPECT_TRUE(rec["act"].contains(b + kind)) << b + kind;
+    const auto& w3 = rec["weights"][b + "mlp.w3"];
+    EXPECT_EQ(w3["input"], b + "mlp_in");
+    EXPECT_FALSE(w3.contains("alt_input"));
+    EXPECT_NEAR(w3["ratio"].get<double>(),
+                w3["grad_nr"].get<double>() / rec["act"][b + "mlp_in"]["st"].get<double>(), 1e-12);
+    EXPECT_EQ(rec["weights"][b + "mlp.w1"]["input"], b + "mlp_in");
+    EXPECT_EQ(rec["weights"][b + "mlp.w2"]["input"], b + "mlp_act");
+    EXPECT_EQ(rec["weights"][b + "mlp.w2"]["alt_input"], b + "mlp_pre");
+  }
+  // Two more F × F Grams per block than the relu2 model of the same width.
+  ModelConfig plain = cfg;
+  plain.mlp = "relu2";
+  EXPECT_EQ(RankTelemetry::planned_bytes(cfg, 1),
+            RankTelemetry::planned_bytes(plain, 1) + size_t(cfg.n_layer) * 2 * 8 * size_t(F * F));
+
+  Gpt<float> relu2(testing::tiny_config(), 1, 4);
+  auto relu2_view = view_cpu_model(relu2);
+  RankTelemetry relu2_tel(*relu2_view, 1);
+  relu2_tel.begin();
+  std::vector<int32_t> few = {1, 2, 3, 4};
+  relu2.init_params(1);
+  relu2.forward(few.data(), few.data());
+  relu2_tel.add_activations(*relu2_view, few.data(), 4);
+  const nlohmann::json old =
+      relu2_tel.finish(*relu2_view, 1, [](size_t) { return std::span<const float>(); });
+  EXPECT_TRUE(old["act"].contains("blocks.0.mlp_pre"));
+  EXPECT_FALSE(old["act"].contains("blocks.0.mlp_up"));
+  EXPECT_FALSE(old["act"].contains("blocks.0.mlp_gate"));
+  EXPECT_THROW(relu2.activation("mlp_gate", 0), Error);
+}
+
 TEST(Telemetry, OffWhenEveryIsZero) {
   Gpt<float> model(testing::tiny_config(), 1, 4);
   auto view = view_cpu_model(model);

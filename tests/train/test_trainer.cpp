@@ -354,6 +354,65 @@ TEST_F(TrainerTest, SampleDecodesFromACheckpoint) {
   EXPECT_NE(bad.out.find("--temperature must be >= 0"), std::string::npos) << bad.out;
 }
 
+// mlp = "swiglu" end to end: it trains (w3 routed like w1, the gated branches in ranks.jsonl),
+// resumes bit-exactly after a SIGKILL, and a checkpoint of the other MLP is refused naming the
+// key, both ways, before anything is written.
+TEST_F(TrainerTest, SwigluTrainsResumesAndRefusesTheOtherMlp) {
+  const std::string gated = "--set model.mlp=swiglu --set model.d_mlp=96 ";
+  Result r = run(train("gated", gated));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(read_bytes(run_dir("gated") / "routing.tsv").find("\nblocks.1.mlp.w3\t96x64\tmuon\t"),
+            std::string::npos);
+  const auto ranks = read_jsonl(run_dir("gated") / "ranks.jsonl");
+  ASSERT_EQ(ranks.size(), 4u);
+  for (const char* key : {"blocks.1.mlp_up", "blocks.1.mlp_gate", "blocks.1.mlp_pre"})
+    EXPECT_TRUE(ranks[3]["act"][key]["st"].is_number()) << key;
+  EXPECT_EQ(ranks[3]["weights"]["blocks.1.mlp.w3"]["input"], "blocks.1.mlp_in");
+  EXPECT_LT(losses("gated").back(), losses("gated").front());
+
+  r = run(train("killed", gated), "MUONGPT_FAULT=step:5");
+  ASSERT_EQ(r.status, 128 + SIGKILL) << r.out;
+  r = run(train("killed", gated + "--resume latest"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(losses("killed"), losses("gated"));  // bit-exact on the CPU path
+  EXPECT_EQ(read_bytes(run_dir("killed") / "checkpoints/step_000006/model.safetensors"),
+            read_bytes(run_dir("gated") / "checkpoints/step_000006/model.safetensors"));
+
+  ASSERT_EQ(run(train("plain", "--set train.steps=3")).status, 0);
+  const std::string before = read_bytes(run_dir("plain") / "metrics.jsonl");
+  r = run(train("plain", gated + "--set train.steps=6 --resume latest"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("muongpt: error: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checkpoint was written for a different model: mlp = \"relu2\" there, "
+                       "mlp = \"swiglu\" in this config"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(read_bytes(run_dir("plain") / "metrics.jsonl"), before);
+  r = run(train("gated", "--set train.steps=8 --resume latest"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("different model: mlp = \"swiglu\" there, mlp = \"relu2\""),
+            std::string::npos)
+      << r.out;
+}
+
+// The sampler decodes a gated model through the KV-cache decoder (the same MLP sublayer).
+TEST_F(TrainerTest, SampleDecodesFromASwigluCheckpoint) {
+  MG_REQUIRE_VOCAB();
+  const std::string vocab = testing::vocab_path();
+  ASSERT_EQ(run(train("gpt2",
+                      "--set model.vocab_size=50257 --set train.steps=2 "
+                      "--set model.mlp=swiglu --set model.d_mlp=160"))
+                .status,
+            0);
+  const std::string args = "sample --checkpoint " + run_dir("gpt2").string() + " --vocab " + vocab +
+                           " --prompt 'Hello' --tokens 12 --seed 3";
+  Result a = run(args), b = run(args);
+  ASSERT_EQ(a.status, 0) << a.out;
+  EXPECT_EQ(a.out.rfind("Hello", 0), 0u) << a.out;
+  EXPECT_GT(a.out.size(), std::string("Hello\n").size());
+  EXPECT_EQ(a.out, b.out);
+}
+
 TEST(RunConfig, ErrorsNameTheKeyAndOverridesApply) {
   auto error_of = [](const std::string& text, std::vector<std::string> sets = {}) {
     try {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write the golden GPT fixtures for the C++ tests (see tools/reference/README.md).
 
-usage: python3 tools/reference/make_fixtures.py [--out DIR]   (default: tests/fixtures)
+usage: python3 tools/reference/make_fixtures.py [--out DIR] [--only NAME ...]
+       (default: every fixture, into tests/fixtures)
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ FIXTURES = [
     ("gpt_tiny_gains",
      Config(**{**TINY, "softcap": 0.0, "norm_gains": True, "attn_scale": "1/sqrt(d_head)"}),
      5678),
+    # The gated MLP: d_mlp = 192 = 8/3 * 64 rounded up to a multiple of 64 (the parameter-matched
+    # width), so the file stays the size of the others; gains on, so the mlp_norm gain's gradient
+    # sums both branches.
+    ("gpt_tiny_swiglu",
+     Config(**{**TINY, "mlp": "swiglu", "d_mlp": 192, "norm_gains": True}),
+     9012),
 ]
 
 
 def fixture_weights(cfg: Config, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """Every weight nonzero (so every gradient is informative), rounded to bf16."""
-    d, dm = cfg.d_model, cfg.mlp_ratio * cfg.d_model
+    d, dm = cfg.d_model, cfg.mlp_width
     Vp = cfg.vocab_padded
 
     def uni(shape, fan_in):
@@ -60,7 +67,7 @@ def fixture_weights(cfg: Config, gen: torch.Generator) -> dict[str, torch.Tensor
             w[name] = 1 + 0.2 * normal((d,))
         elif name.endswith(("attn.wq", "attn.wk", "attn.wv", "attn.wo")):
             w[name] = uni((d, d), d)
-        elif name.endswith("mlp.w1"):
+        elif name.endswith(("mlp.w1", "mlp.w3")):
             w[name] = uni((dm, d), d)
         elif name.endswith("mlp.w2"):
             w[name] = uni((d, dm), dm)
@@ -108,6 +115,7 @@ def finite_difference_check(model: GPT, idx, targets, gen: torch.Generator, n=6,
     loss.backward()
     params = dict(model.named_parameters())
     names = ["blocks.0.attn.wq", "blocks.1.mlp.w2", "head.weight", "embed.weight"]
+    names += [n for n in params if n.endswith("mlp.w3")][:1]
     names += [n for n in params if n.endswith("norm.weight")][:1]
     worst = 0.0
     for name in names:
@@ -140,10 +148,14 @@ def finite_difference_check(model: GPT, idx, targets, gen: torch.Generator, n=6,
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "tests" / "fixtures")
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=[f[0] for f in FIXTURES],
+                    help="write only these fixtures (e.g. gpt_tiny_swiglu)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     for fname, cfg, seed in FIXTURES:
+        if args.only and fname not in args.only:
+            continue
         toml_text = cfg.to_toml()
         assert Config.from_toml(toml_text) == cfg, "TOML round trip"
         model, weights, idx, targets = build(cfg, seed)

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 INV_SQRT_D_HEAD = "1/sqrt(d_head)"
+MLP_KINDS = ("relu2", "swiglu")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Config:
     d_model: int = 768
     d_head: int = 128
     mlp_ratio: int = 4
+    mlp: str = "relu2"  # "relu2" or "swiglu" (gated: adds mlp.w3)
+    d_mlp: int = 0  # the MLP hidden width; 0 = mlp_ratio * d_model
     seq_len: int = 1024
     norm_eps: float = 1e-6
     norm_gains: bool = False
@@ -60,10 +63,16 @@ class Config:
                 setattr(self, f.name, float(v))
             elif f.type == "bool" and not isinstance(v, bool):
                 raise ValueError(f"{f.name} must be a boolean, got {v!r}")
+            elif f.type == "str" and not isinstance(v, str):
+                raise ValueError(f"{f.name} must be a string, got {v!r}")
         if self.d_model % self.d_head != 0:
             raise ValueError("d_model must be a multiple of d_head")
         if self.d_head % 4 != 0:
             raise ValueError("d_head must be a multiple of 4 (half-truncated RoPE)")
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(f"mlp must be one of {MLP_KINDS}, got {self.mlp!r}")
+        if self.d_mlp < 0:
+            raise ValueError(f"d_mlp must be >= 0 (0 = mlp_ratio * d_model), got {self.d_mlp}")
 
     @classmethod
     def from_toml(cls, text: str) -> "Config":
@@ -86,6 +95,10 @@ class Config:
     def vocab_padded(self) -> int:  # Vp
         m = self.vocab_multiple
         return (self.vocab_size + m - 1) // m * m
+
+    @property
+    def mlp_width(self) -> int:  # F
+        return self.d_mlp if self.d_mlp > 0 else self.mlp_ratio * self.d_model
 
     @property
     def n_head(self) -> int:
@@ -122,7 +135,7 @@ def param_names(cfg: Config) -> list[str]:
         names += [p + "attn.wq", p + "attn.wk", p + "attn.wv", p + "attn.wo"]
         if cfg.norm_gains:
             names.append(p + "mlp_norm.weight")
-        names += [p + "mlp.w1", p + "mlp.w2"]
+        names += [p + "mlp.w1"] + ([p + "mlp.w3"] if cfg.mlp == "swiglu" else []) + [p + "mlp.w2"]
     if cfg.norm_gains:
         names.append("final_norm.weight")
     names.append("head.weight")
@@ -201,13 +214,27 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """relu2:  relu(m w1^T)^2 w2^T
+    swiglu: (silu(m w1^T) * (m w3^T)) w2^T, silu(h) = h * sigmoid(h): w1 the activated
+    branch, w3 the linear one (Llama's names), w2 the output."""
+
     def __init__(self, cfg: Config, dtype):
         super().__init__()
-        d, h = cfg.d_model, cfg.mlp_ratio * cfg.d_model
-        self.w1, self.w2 = _param(h, d, dtype=dtype), _param(d, h, dtype=dtype)
+        d, h = cfg.d_model, cfg.mlp_width
+        self.gated = cfg.mlp == "swiglu"
+        # attribute order == parameter order: w1, (w3,) w2
+        self.w1 = _param(h, d, dtype=dtype)
+        if self.gated:
+            self.w3 = _param(h, d, dtype=dtype)
+        self.w2 = _param(d, h, dtype=dtype)
 
     def forward(self, m):
-        return F.relu(m @ self.w1.T).square() @ self.w2.T
+        h = m @ self.w1.T
+        if self.gated:
+            b = h * torch.sigmoid(h) * (m @ self.w3.T)
+        else:
+            b = F.relu(h).square()
+        return b @ self.w2.T
 
 
 class Block(nn.Module):
@@ -260,7 +287,7 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name == "embed.weight":
                 p.normal_(0.0, 1.0, generator=generator)
-            elif name.endswith(("attn.wq", "attn.wk", "attn.wv", "mlp.w1")):
+            elif name.endswith(("attn.wq", "attn.wk", "attn.wv", "mlp.w1", "mlp.w3")):
                 p.uniform_(-bound, bound, generator=generator)
             elif name.endswith("norm.weight"):
                 p.fill_(1.0)
