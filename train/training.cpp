@@ -127,8 +127,8 @@ std::optional<DataLoader> make_loader(const RunConfig& cfg, const Comm& comm, bo
                     .seed = static_cast<uint64_t>(cfg.run.seed)});
 }
 
-std::optional<ValLoader> make_val_loader(const RunConfig& cfg, const Comm& comm) {
-  if (cfg.data.val.empty()) return std::nullopt;
+std::optional<ValLoader> make_val_loader(const RunConfig& cfg, const Comm& comm, bool random_data) {
+  if (cfg.data.val.empty() || random_data) return std::nullopt;
   return std::make_optional<ValLoader>(cfg.data.val, cfg.data.val_tokens, cfg.data.batch_size,
                                        cfg.seq(), comm.rank(), comm.world());
 }
@@ -154,7 +154,7 @@ Training::Training(const RunConfig& cfg, Comm& comm, const TrainingOptions& opti
       accum_(cfg.data.grad_accum),
       loader_(make_loader(cfg, comm, options.random_data)),
       rng_(uint64_t(cfg.run.seed) + uint64_t(comm.rank())),
-      val_(make_val_loader(cfg, comm)),
+      val_(make_val_loader(cfg, comm, options.random_data)),
       resume_(open_resume(cfg, options.resume)),
       routes_(initial_routes()),
       model_(make_planned_model(cfg, options.local_rank, routes_, comm.world())),

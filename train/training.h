@@ -81,7 +81,7 @@ struct StepResult {
 struct TrainingOptions {
   int local_rank = 0;        // picks the GPU
   std::string resume;        // a checkpoint directory to start from ("" = step 0)
-  bool random_data = false;  // uniform random token ids instead of the [data] train shards
+  bool random_data = false;  // uniform random token ids instead of the shards (no validation)
 };
 
 class Training {

@@ -4,9 +4,11 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "testing/subprocess.h"
@@ -185,3 +187,32 @@ TEST(Cli, UnknownKeyErrorSuggestsTheClosestKey) {
 }
 
 }  // namespace
+
+// The GPU recipe parses and trains on the CPU at a tiny batch (random ids: no FineWeb here): the
+// config the GPU user runs is never untested. Newton-Schulz on 72 matrices of 768 x 3072 takes
+// seconds per step on 2 cores, so the dualizer here is the Frobenius one (same routing and
+// shapes, one pass per matrix).
+TEST(Recipes, SpeedrunConfigRunsTwoStepsOnTheCpu) {
+  const std::string cfg = std::string(MUONGPT_SOURCE_DIR) + "/configs/speedrun-124m.toml";
+  Result r = run("bench --config " + cfg + " --random-data --warmup 1 --steps 1 --json - " +
+                 "--set device.backend=cpu --set data.batch_size=1 --set data.seq_len=32 " +
+                 "--set data.grad_accum=1 --set telemetry.every=0 " +
+                 "--set optim.muon.dualizer=frobenius");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  ASSERT_EQ(j["losses"].size(), 2u);
+  for (const auto& l : j["losses"]) EXPECT_TRUE(std::isfinite(l.get<double>())) << j;
+  EXPECT_EQ(j["params"].get<int64_t>(), 162201600);
+}
+
+// The committed sweeps resolve every variant (a bad key in one would fail here).
+TEST(Recipes, SweepFilesResolve) {
+  const std::string dir = std::string(MUONGPT_SOURCE_DIR) + "/configs/sweeps/";
+  Result r = run("sweep " + dir + "table2.toml --dry-run");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("sweep table2: 8 variants"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gated_criterion"), std::string::npos) << r.out;
+  r = run("sweep " + dir + "demo-routing.toml --dry-run");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("sweep demo-routing: 3 variants"), std::string::npos) << r.out;
+}
