@@ -17,6 +17,7 @@
 #include "model/mlp.h"
 #include "model/model.h"
 #include "model/params.h"
+#include "model/profile.h"
 
 namespace muongpt {
 
@@ -35,6 +36,8 @@ class Gpt {
   int64_t seq() const { return T_; }
   size_t arena_bytes() const { return arena_.capacity(); }
   const MemoryPlan& memory_plan() const { return mem_; }
+  // The per-op profile's clock (null: none), marked at each kind of op (model/profile.h).
+  void set_op_clock(OpClock* clock) { clock_ = clock; }
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
   Tensor param(size_t i) const { return values_[i]; }
@@ -90,6 +93,7 @@ class Gpt {
   int64_t B_, T_;
   std::vector<ParamSpec> specs_;
   MemoryPlan mem_;  // filled by layout()
+  OpClock* clock_ = nullptr;
   Tensor values_flat_, grads_flat_;
   std::vector<Tensor> values_, grads_;
   Weights w_, g_;

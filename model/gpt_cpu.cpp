@@ -142,25 +142,34 @@ T Gpt<T>::forward(const int32_t* idx, const int32_t* targets) {
   std::copy(idx, idx + N, idx_);
   std::copy(targets, targets + N, targets_);
 
-  embedding_forward(embed_raw_, w_.embed, idx_, N, d);             // [N, d]
+  lap(clock_, Op::embedding);
+  embedding_forward(embed_raw_, w_.embed, idx_, N, d);  // [N, d]
+  lap(clock_, Op::norm);
   rmsnorm_forward(resid_[0], embed_rstd_, embed_raw_, N, d, eps);  // x0 [N, d]
   for (int64_t l = 0; l < L; ++l) {
     const Block& w = w_.blocks[l];
     LayerActs& a = acts_[l];
     rmsnorm_forward(a.attn_in, a.attn_rstd, resid_[l], w.attn_norm, N, d, eps);  // [N, d]
-    linear(a.q, a.attn_in, w.wq, N, d, d);                                       // [N, d]
-    linear(a.k, a.attn_in, w.wk, N, d, d);                                       // [N, d]
-    linear(a.v, a.attn_in, w.wv, N, d, d);                                       // [N, d]
+    lap(clock_, Op::qkv);
+    linear(a.q, a.attn_in, w.wq, N, d, d);  // [N, d]
+    linear(a.k, a.attn_in, w.wk, N, d, d);  // [N, d]
+    linear(a.v, a.attn_in, w.wv, N, d, d);  // [N, d]
+    lap(clock_, Op::qk_norm_rope);
     rmsnorm_forward(a.q_rot, a.q_rstd, a.q, N * H, dh, eps);     // QK-norm [N·H, dh]
     rmsnorm_forward(a.k_rot, a.k_rstd, a.k, N * H, dh, eps);     // [N·H, dh]
     rope_forward(a.q_rot, rope_cos_, rope_sin_, B_, T_, H, dh);  // [B, T, H, dh]
     rope_forward(a.k_rot, rope_cos_, rope_sin_, B_, T_, H, dh);  // [B, T, H, dh]
+    lap(clock_, Op::attention);
     attention_forward(a.attn_out, a.probs, a.q_rot, a.k_rot, a.v, B_, T_, H, dh, scale);  // [N, d]
-    linear_add(a.x_mid, resid_[l], a.attn_out, w.wo, N, d, d);  // x + y·woᵀ [N, d]
-    mlp_forward(resid_[l + 1], a.x_mid, a.mlp(), w, cfg_, N);   // x + MLP(x) [N, d]
+    lap(clock_, Op::attn_out);
+    linear_add(a.x_mid, resid_[l], a.attn_out, w.wo, N, d, d);         // x + y·woᵀ [N, d]
+    mlp_forward(resid_[l + 1], a.x_mid, a.mlp(), w, cfg_, N, clock_);  // x + MLP(x) [N, d]
+    lap(clock_, Op::norm);
   }
   rmsnorm_forward(final_in_, final_rstd_, resid_[L], w_.final_norm, N, d, eps);  // [N, d]
+  lap(clock_, Op::head);
   linear(logits_, final_in_, w_.head, N, d, V);  // [N, V]: the first V rows of the head
+  lap(clock_, Op::loss);
   return softcap_cross_entropy_forward(logits_, lse_, targets_, N, V, cap);
 }
 
@@ -171,27 +180,36 @@ void Gpt<T>::backward(T loss_scale) {
                 V = cfg_.vocab_size, L = cfg_.n_layer;
   const T scale = T(cfg_.attention_scale()), cap = T(cfg_.softcap);
 
+  lap(clock_, Op::loss);
   softcap_cross_entropy_backward(logits_, lse_, targets_, N, V, cap, loss_scale);  // → dlogits
+  lap(clock_, Op::head);
   linear_backward(da_, g_.head, logits_, final_in_, w_.head, N, d, V, false);
+  lap(clock_, Op::norm);
   rmsnorm_backward(dx_, g_.final_norm, da_, resid_[L], w_.final_norm, final_rstd_, N, d, false);
   for (int64_t l = L - 1; l >= 0; --l) {  // dx_ holds d(block output) = d(resid_[l + 1])
     const Block& w = w_.blocks[l];
     const Block& g = g_.blocks[l];
     const LayerActs& a = acts_[l];
-    mlp_backward(dx_, g, a.x_mid, a.mlp(), w, cfg_, N, dh_, da_);       // dx_ = d(x_mid)
+    mlp_backward(dx_, g, a.x_mid, a.mlp(), w, cfg_, N, dh_, da_, clock_);  // dx_ = d(x_mid)
+    lap(clock_, Op::attn_out);
     linear_backward(dy_, g.wo, dx_, a.attn_out, w.wo, N, d, d, false);  // d(attn_out) [N, d]
+    lap(clock_, Op::attention);
     attention_backward(dq_, dk_, dv_, dscores_, dy_, a.probs, a.q_rot, a.k_rot, a.v, B_, T_, H, dh,
                        scale);
+    lap(clock_, Op::qk_norm_rope);
     rope_backward(dq_, rope_cos_, rope_sin_, B_, T_, H, dh);
     rope_backward(dk_, rope_cos_, rope_sin_, B_, T_, H, dh);
     rmsnorm_backward(dq_, dq_, a.q, a.q_rstd, N * H, dh);  // QK-norm, in place
     rmsnorm_backward(dk_, dk_, a.k, a.k_rstd, N * H, dh);
+    lap(clock_, Op::qkv);
     linear_backward(da_, g.wq, dq_, a.attn_in, w.wq, N, d, d, false);  // d(attn_in) [N, d]
     linear_backward(da_, g.wk, dk_, a.attn_in, w.wk, N, d, d, true);   // (+=)
     linear_backward(da_, g.wv, dv_, a.attn_in, w.wv, N, d, d, true);   // (+=)
+    lap(clock_, Op::norm);
     rmsnorm_backward(dx_, g.attn_norm, da_, resid_[l], w.attn_norm, a.attn_rstd, N, d, true);
   }
   rmsnorm_backward(dx_, dx_, embed_raw_, embed_rstd_, N, d);  // d(embedding rows), in place
+  lap(clock_, Op::embedding);
   embedding_backward(g_.embed, dx_, idx_, N, d);
 }
 

@@ -182,26 +182,37 @@ class GptCuda final : public Model {
     copy_to_device(idx_, idx_host, sizeof(int32_t) * size_t(N), s);
     copy_to_device(targets_, targets_host, sizeof(int32_t) * size_t(N), s);
 
+    lap(clock_, Op::embedding);
     embedding_forward_cuda<T>(embed_raw_, w_.embed, idx_, N, d, s);  // [N, d]
+    lap(clock_, Op::norm);
     rmsnorm_forward_cuda<T>(resid_[0], embed_rstd_, embed_raw_, nullptr, N, d, eps, s);
     for (int64_t l = 0; l < L; ++l) {
       const BlockWeights<T>& w = w_.blocks[size_t(l)];
       const LayerActs& a = acts_[size_t(l)];
       T *q = a.qkv, *k = a.qkv + N * d, *v = a.qkv + 2 * N * d;  // each [B, T, H, dh]
       rmsnorm_forward_cuda<T>(a.attn_in, a.attn_rstd, resid_[size_t(l)], w.attn_norm, N, d, eps, s);
+      lap(clock_, Op::qkv);
       // [3][N, d] = attn_in · {wq, wk, wv}ᵀ: A shared (stride 0), weights and outputs strided.
       gemm_cuda(s, false, true, N, d, d, 1.f, a.attn_in, d, w.wq, d, 0.f, a.qkv, d, kAb, kAb,
                 GemmBatch{3, 0, d * d, N * d});
+      lap(clock_, Op::qk_norm_rope);
       qk_norm_rope_forward_cuda<T>(a.q_rot, a.k_rot, a.q_rstd, a.k_rstd, q, k, rope_cos_, rope_sin_,
-                                   B_, T_, H, dh, eps, s);                  // → [B, H, T, dh]
-      attend(a, v, scale);                                                  // a.attn_out [N, d]
+                                   B_, T_, H, dh, eps, s);  // → [B, H, T, dh]
+      lap(clock_, Op::attention);
+      attend(a, v, scale);  // a.attn_out [N, d]
+      lap(clock_, Op::attn_out);
       residual_linear(a.x_mid, resid_[size_t(l)], a.attn_out, w.wo, d, d);  // x + y·woᵀ
+      lap(clock_, Op::norm);
       rmsnorm_forward_cuda<T>(a.mlp_in, a.mlp_rstd, a.x_mid, w.mlp_norm, N, d, eps, s);
-      mlp_activation(a, w);                                                    // a.mlp_act [N, F]
+      mlp_activation(a, w);  // a.mlp_act [N, F]
+      lap(clock_, Op::mlp_out);
       residual_linear(resid_[size_t(l) + 1], a.x_mid, a.mlp_act, w.w2, F, d);  // x + b·w2ᵀ
+      lap(clock_, Op::norm);
     }
     rmsnorm_forward_cuda<T>(final_in_, final_rstd_, resid_[size_t(L)], w_.final_norm, N, d, eps, s);
+    lap(clock_, Op::head);
     linear(logits_, final_in_, w_.head, d, Vp);  // [N, Vp]; the loss reads the first V columns
+    lap(clock_, Op::loss);
     softcap_cross_entropy_forward_cuda<T>(losses_, lse_, loss_mean_, logits_, targets_, N, V, Vp,
                                           cap, s);
     double loss = 0;
@@ -223,8 +234,11 @@ class GptCuda final : public Model {
     const CudaStream s = stream_;
 
     // logits [N, Vp] → d(loss_scale · loss)/d(logits), padded columns 0.
+    lap(clock_, Op::loss);
     softcap_cross_entropy_backward_cuda<T>(logits_, lse_, targets_, N, V, Vp, cap, loss_scale, s);
+    lap(clock_, Op::head);
     linear_grad(da_, g_.head, logits_, final_in_, w_.head, d, Vp);
+    lap(clock_, Op::norm);
     rmsnorm_backward_cuda<T>(dx_, g_.final_norm, da_, resid_[size_t(L)], w_.final_norm, final_rstd_,
                              N, d, false, dg_scratch_, s);
     for (int64_t l = L - 1; l >= 0; --l) {  // dx_ holds d(block output) = d(resid_[l + 1])
@@ -235,13 +249,17 @@ class GptCuda final : public Model {
       T *dq = dqkv_, *dk = dqkv_ + N * d, *dv = dqkv_ + 2 * N * d;
 
       mlp_backward(a, w, g);  // da_ = d(mlp_in); gradients of w2, w1 (and w3)
+      lap(clock_, Op::norm);
       rmsnorm_backward_cuda<T>(dx_, g.mlp_norm, da_, a.x_mid, w.mlp_norm, a.mlp_rstd, N, d, true,
-                               dg_scratch_, s);             // dx_ = d(x_mid)
+                               dg_scratch_, s);  // dx_ = d(x_mid)
+      lap(clock_, Op::attn_out);
       linear_grad(dy_, g.wo, dx_, a.attn_out, w.wo, d, d);  // dy_ = d(attn_out) [N, d]
-
+      lap(clock_, Op::attention);
       attend_backward(a, v, dv, scale);  // dq_heads_, dk_heads_ [B, H, T, dh]; dv [N, d]
+      lap(clock_, Op::qk_norm_rope);
       qk_norm_rope_backward_cuda<T>(dq, dk, dq_heads_, dk_heads_, q, k, a.q_rstd, a.k_rstd,
                                     rope_cos_, rope_sin_, B_, T_, H, dh, s);  // → [B, T, H, dh]
+      lap(clock_, Op::qkv);
 
       // d{wq, wk, wv} += d{q, k, v}ᵀ · attn_in: one batched GEMM, fp32 accumulation into grads_.
       gemm_cuda(s, true, false, d, d, N, 1.f, dqkv_, d, a.attn_in, d, 1.f, g.wq, d, kAb, DType::f32,
@@ -251,11 +269,13 @@ class GptCuda final : public Model {
         gemm_cuda(s, false, false, N, d, d, 1.f, dqkv_ + i * N * d, d, w.wq + i * d * d, d,
                   i == 0 ? 0.f : 1.f, da_f32_, d, kAb, DType::f32);
       if constexpr (kIsBf16<T>) convert(da_, DType::bf16, da_f32_, DType::f32, N * d, s);
+      lap(clock_, Op::norm);
       rmsnorm_backward_cuda<T>(dx_, g.attn_norm, da_, resid_[size_t(l)], w.attn_norm, a.attn_rstd,
                                N, d, true, dg_scratch_, s);  // dx_ = d(resid_[l])
     }
     rmsnorm_backward_cuda<T>(dx_, nullptr, dx_, embed_raw_, nullptr, embed_rstd_, N, d, false,
                              nullptr, s);  // d(embed rows), in place (allowed: !accumulate)
+    lap(clock_, Op::embedding);
     embedding_backward_cuda<T>(g_.embed, dx_, idx_, N, d, cfg_.vocab_padded(), embed_scratch_,
                                embed_scratch_bytes_, s);
   }
@@ -281,6 +301,7 @@ class GptCuda final : public Model {
     return "";
   }
   void synchronize() override { stream_sync(stream_); }
+  void set_op_clock(OpClock* clock) override { clock_ = clock; }
 
   Tensor activation(std::string_view kind, int64_t layer) const override {
     const auto [p, width] = find_activation(kind, layer, resid_[0], final_in_, acts_, cfg_);
@@ -390,14 +411,17 @@ class GptCuda final : public Model {
   // branches and the gate).
   void mlp_activation(const LayerActs& a, const BlockWeights<T>& w) {
     const int64_t N = tokens(), d = cfg_.d_model, F = cfg_.mlp_width();
+    lap(clock_, Op::mlp_in);
     if (!cfg_.swiglu()) {
-      linear(a.mlp_pre, a.mlp_in, w.w1, d, F);                      // [N, F]
+      linear(a.mlp_pre, a.mlp_in, w.w1, d, F);  // [N, F]
+      lap(clock_, Op::mlp_act);
       relu2_forward_cuda<T>(a.mlp_act, a.mlp_pre, N * F, stream_);  // [N, F]
       return;
     }
     // [2][N, F] = m · {w1, w3}ᵀ: A shared (stride 0), weights F·d apart, outputs N·F apart.
     gemm_cuda(stream_, false, true, N, F, d, 1.f, a.mlp_in, d, w.w1, d, 0.f, a.mlp_pre, F, kAb, kAb,
               GemmBatch{2, 0, F * d, N * F});
+    lap(clock_, Op::mlp_act);
     swiglu_forward_cuda<T>(a.mlp_act, a.mlp_gate, a.mlp_pre, a.mlp_up, N * F, stream_);
   }
   // da_ = d(mlp_in) from dx_ = d(block output); adds the gradients of w2, w1 (and w3) to g.
@@ -405,14 +429,18 @@ class GptCuda final : public Model {
   void mlp_backward(const LayerActs& a, const BlockWeights<T>& w, const BlockWeights<float>& g) {
     const int64_t N = tokens(), d = cfg_.d_model, F = cfg_.mlp_width();
     const CudaStream s = stream_;
+    lap(clock_, Op::mlp_out);
     linear_grad(dh_, g.w2, dx_, a.mlp_act, w.w2, F, d);  // dh_ = d(mlp_act) [N, F]
+    lap(clock_, Op::mlp_act);
     if (!cfg_.swiglu()) {
       relu2_backward_cuda<T>(dh_, dh_, a.mlp_pre, N * F, s);  // dh_ = d(mlp_pre)
-      linear_grad(da_, g.w1, dh_, a.mlp_in, w.w1, d, F);      // da_ = d(mlp_in)
+      lap(clock_, Op::mlp_in);
+      linear_grad(da_, g.w1, dh_, a.mlp_in, w.w1, d, F);  // da_ = d(mlp_in)
       return;
     }
     T* du = dh_ + N * F;
     swiglu_backward_cuda<T>(dh_, du, dh_, a.mlp_pre, a.mlp_up, N * F, s);  // [2][N, F]: dh, du
+    lap(clock_, Op::mlp_in);
     // d{w1, w3} += d{h, u}ᵀ · mlp_in: one batched GEMM, fp32 accumulation into grads_.
     gemm_cuda(s, true, false, F, d, N, 1.f, dh_, F, a.mlp_in, d, 1.f, g.w1, d, kAb, DType::f32,
               GemmBatch{2, N * F, 0, F * d});
@@ -516,7 +544,8 @@ class GptCuda final : public Model {
     part(mem_.scratch);
   }
 
-  OwnedStream own_stream_;  // null when queuing on a caller's stream
+  OwnedStream own_stream_;    // null when queuing on a caller's stream
+  OpClock* clock_ = nullptr;  // the per-op profile's (null: none)
   CudaStream stream_;
   int gpu_;
   int64_t P_ = 0;  // parameters

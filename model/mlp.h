@@ -10,6 +10,7 @@
 
 #include "model/config.h"
 #include "model/params.h"
+#include "model/profile.h"
 
 namespace muongpt {
 
@@ -27,14 +28,15 @@ struct MlpActs {
 // y [N, d] = x + MLP(x); y must not alias x.
 template <typename T>
 void mlp_forward(T* y, const T* x, const MlpActs<T>& a, const BlockWeights<T>& w,
-                 const ModelConfig& cfg, int64_t N);
+                 const ModelConfig& cfg, int64_t N, OpClock* clock = nullptr);
 
 // dx [N, d]: on entry d(y), on return d(x) (the skip connection's dy plus the MLP's). g receives
 // the weight gradients (added). dh and da [N, d] are scratch; dh holds [N, F] for relu2 and
 // [2, N, F] for swiglu (d(h), then d(u)).
 template <typename T>
 void mlp_backward(T* dx, const BlockWeights<T>& g, const T* x, const MlpActs<T>& a,
-                  const BlockWeights<T>& w, const ModelConfig& cfg, int64_t N, T* dh, T* da);
+                  const BlockWeights<T>& w, const ModelConfig& cfg, int64_t N, T* dh, T* da,
+                  OpClock* clock = nullptr);
 
 // Elements of mlp_backward's dh scratch: N·F, or 2·N·F for swiglu.
 inline int64_t mlp_backward_scratch(const ModelConfig& cfg, int64_t N) {

@@ -141,6 +141,7 @@ class CpuModel final : public Model {
   Tensor activation(std::string_view kind, int64_t layer) const override {
     return gpt_.activation(kind, layer);
   }
+  void set_op_clock(OpClock* clock) override { gpt_.set_op_clock(clock); }
   Tensor logits() const override { return gpt_.logits(); }
   void logits_to_host(float* out) const override {
     if (!forward_done_)

@@ -16,6 +16,7 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "model/profile.h"
 
 namespace muongpt {
 
@@ -121,6 +122,9 @@ class Model {
   // Name of the first parameter whose gradient (or value) holds a NaN or an Inf, or "".
   virtual std::string first_nonfinite(bool grads) = 0;
   virtual void synchronize() {}  // waits for queued GPU work (timing); nothing on the CPU
+  // The per-op profile's clock (model/profile.h; null: none): forward and backward mark each
+  // kind of op on it.
+  virtual void set_op_clock(OpClock* clock) = 0;
 
   // An activation of the last forward as [B·T, width] in the model's memory and storage type:
   // "embed_out", "final_in" (layer ignored), or per block a name of block_activations(config()).

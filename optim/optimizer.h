@@ -25,6 +25,7 @@
 #include "core/safetensors.h"
 #include "core/tensor.h"
 #include "model/params.h"
+#include "model/profile.h"
 #include "optim/config.h"
 #include "optim/routing.h"
 
@@ -84,6 +85,10 @@ class Optimizer {
   // CUDA optimizer, so that telemetry computes its spectra where it lives.
   virtual std::span<const float> last_update(size_t i) const = 0;
 
+  // The per-op profile's clock (model/profile.h; null: none): reduce_gradients() and step() mark
+  // their parts on it.
+  void set_op_clock(OpClock* clock) { clock_ = clock; }
+
   virtual const StepStats& last_step_stats() const = 0;
   // Bytes this optimizer holds in the parameters' memory: state, scratch, workspaces and the ΔW
   // buffers once recording has been on (for the memory line the trainer prints before step 0).
@@ -95,6 +100,7 @@ class Optimizer {
  protected:
   explicit Optimizer(std::vector<Route> routes) : routes_(std::move(routes)) {}
   std::vector<Route> routes_;
+  OpClock* clock_ = nullptr;
 };
 
 // What create() will hold on the parameters' device, known before it exists (memory planning):

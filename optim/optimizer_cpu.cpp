@@ -5,6 +5,8 @@
 #include "optim/optimizer_cpu.h"
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 
 #include "core/comm.h"
@@ -81,6 +83,7 @@ class CpuOptimizer final : public Optimizer {
   double reduce_gradients(bool everywhere) override {
     if (world_ > 1) {
       // Sum every rank's gradients into the owners' segments (or everyone's), then average.
+      lap(clock_, Op::collectives);
       run_copies(grads_out_, 1.0f);
       const float inv = 1.0f / float(world_);
       if (everywhere) {
@@ -91,6 +94,7 @@ class CpuOptimizer final : public Optimizer {
         run_copies(grads_in_, inv);
       }
     }
+    lap(clock_, Op::grad_norm);
     double ss = 0;  // over this rank's own segments, then over the ranks
     for (const Param& p : params_) ss += sum_squares_f64(p.slot.grad + p.lo, nullptr, p.hi - p.lo);
     return std::sqrt(comm_ ? comm_->sum(ss) : ss);
@@ -100,6 +104,7 @@ class CpuOptimizer final : public Optimizer {
     stats_ = begin_step_stats(cfg_.muon, step, lr_scale);
     const double mu = stats_.muon_momentum;
     recorded_ = record_;
+    lap(clock_, Op::adamw);
     for (size_t i = 0; i < params_.size(); ++i) {
       Param& p = params_[i];
       const Route& r = routes_[i];
@@ -107,13 +112,23 @@ class CpuOptimizer final : public Optimizer {
       adamw_update(p, r, r.lr * lr_scale, step + 1);
       ++stats_.adamw_params;
     }
+    lap(clock_, Op::muon_momentum);
+    for (MuonScratch& s : scratch_) s.ms = {};
     parallel_tasks(int64_t(muon_.size()), [&](int64_t t, int worker) {
       const size_t i = muon_[size_t(t)];
       muon_update(params_[i], routes_[i], routes_[i].lr * lr_scale, mu, scratch_[size_t(worker)]);
     });
+    if (clock_) {  // the matrices' parts interleave over the threads: share by their thread time
+      std::array<double, 3> ms{};
+      for (const MuonScratch& s : scratch_)
+        for (size_t k = 0; k < 3; ++k) ms[k] += s.ms[k];
+      clock_->share(
+          {{Op::muon_momentum, ms[0]}, {Op::newton_schulz, ms[1]}, {Op::muon_apply, ms[2]}});
+    }
     stats_.muon_params += int64_t(muon_.size());
     stats_.dualize_calls += int64_t(muon_.size());
     if (world_ > 1) {  // every rank's updated segments to every rank (and their ΔW)
+      lap(clock_, Op::collectives);
       run_copies(values_out_, 1.0f);
       comm_->all_gather(send_.data(), gather_.data(), plan_.count, DType::f32);
       run_copies(values_in_, 1.0f, recorded_);
@@ -260,10 +275,19 @@ class CpuOptimizer final : public Optimizer {
   struct MuonScratch {
     std::vector<float> u;  // [rows, cols] of the largest matrix
     DualizerWorkspace ws;
+    std::array<double, 3> ms{};  // profiling: this thread's momentum, dualizer and update time
   };
 
   // Reads and writes only p (its gradient, buffer and weights) and s: tasks run concurrently.
   void muon_update(Param& p, const Route& r, double lr, double mu, MuonScratch& s) const {
+    using Clock = std::chrono::steady_clock;
+    auto t = clock_ ? Clock::now() : Clock::time_point{};
+    auto part = [&](size_t k) {  // profiling only: the part since the last mark
+      if (!clock_) return;
+      const auto now = Clock::now();
+      s.ms[k] += std::chrono::duration<double, std::milli>(now - t).count();
+      t = now;
+    };
     const int64_t rows = p.slot.shape[0], cols = p.slot.shape[1], n = rows * cols;
     const bool ema = cfg_.muon.momentum_kind == "ema";
     const bool nesterov = cfg_.muon.nesterov;
@@ -272,19 +296,22 @@ class CpuOptimizer final : public Optimizer {
     float* u = s.u.data();  // [rows, cols]
     for (int64_t j = 0; j < n; ++j)
       u[j] = muon_momentum_element(g[j], p.buf[size_t(j)], muf, one_minus_mu, ema, nesterov);
+    part(0);
     dualize(p.dualizer, u, u, rows, cols, s.ws);
+    part(1);
     const MuonConsts k = muon_consts(lr, r.wd, r.scale);
     float* w = p.slot.value;
     if (!recorded_) {
       for (int64_t j = 0; j < n; ++j) w[j] = muon_apply_element(w[j], u[j], k.decay, k.step);
-      return;
+    } else {
+      float* delta = p.update.data();
+      for (int64_t j = 0; j < n; ++j) {
+        const float after = muon_apply_element(w[j], u[j], k.decay, k.step);
+        delta[j] = after - w[j];
+        w[j] = after;
+      }
     }
-    float* delta = p.update.data();
-    for (int64_t j = 0; j < n; ++j) {
-      const float after = muon_apply_element(w[j], u[j], k.decay, k.step);
-      delta[j] = after - w[j];
-      w[j] = after;
-    }
+    part(2);
   }
 
   OptimConfig cfg_;

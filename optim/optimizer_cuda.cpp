@@ -83,6 +83,7 @@ class CudaOptimizer final : public Optimizer {
     if (params_.empty()) return 0.0;
     if (world_ > 1) {
       // Sum every rank's gradients into the owners' segments (or everyone's), then average.
+      lap(clock_, Op::collectives);
       exchange(grads_out_, 1.0f);
       const float inv = 1.0f / float(world_);
       comm_->set_stream(stream_);
@@ -95,6 +96,7 @@ class CudaOptimizer final : public Optimizer {
       }
     }
     // Over this rank's own segments (parameter order: deterministic), then over the ranks.
+    lap(clock_, Op::grad_norm);
     sum_squares_segments(grad_segs_, int64_t(params_.size()), grad_partials_, grad_sums_, stream_);
     MG_CUDA(cudaMemcpyAsync(sums_host_.data(), grad_sums_, sums_host_.size() * sizeof(double),
                             cudaMemcpyDeviceToHost, as_cuda(stream_)));
@@ -110,6 +112,7 @@ class CudaOptimizer final : public Optimizer {
     recorded_ = record_;
     float* delta = recorded_ ? delta_ : nullptr;
 
+    lap(clock_, Op::adamw);
     for (size_t i = 0; i < params_.size(); ++i) {
       const Param& p = params_[i];
       if (p.muon || p.hi == p.lo) continue;  // below, or another rank's
@@ -122,6 +125,7 @@ class CudaOptimizer final : public Optimizer {
       stats_.muon_params += g.count;
     }
     if (world_ > 1) {  // every rank's updated segments to every rank
+      lap(clock_, Op::collectives);
       exchange(values_out_, 1.0f);
       comm_->set_stream(stream_);
       comm_->all_gather(own_block_, blocks_, plan_.count, DType::f32);
@@ -382,9 +386,12 @@ class CudaOptimizer final : public Optimizer {
     const int64_t mn = g.rows * g.cols;
     if (mn == 0) return;
     const bool ema = cfg_.muon.momentum_kind == "ema";
+    lap(clock_, Op::muon_momentum);
     launch_muon_momentum(g.table, g.count, mn, float(mu), float(1.0 - mu), ema, cfg_.muon.nesterov,
                          u_, stream_);
+    lap(clock_, Op::newton_schulz);
     dualizer_.dualize_batch(g.spec, u_, u_, g.count, g.rows, g.cols, precision_, ws_, g.ws_bytes);
+    lap(clock_, Op::muon_apply);
     launch_muon_apply(g.table, g.count, mn, u_, lr_scale, delta, stream_);
   }
 

@@ -116,6 +116,7 @@ struct BenchOptions {
   RunConfig cfg;
   int64_t steps = 10, warmup = 2;
   bool random_data = false;
+  bool profile = false;    // one more step, timed op by op
   double peak_gflops = 0;  // 0: [device] peak_tflops, else the GPU's from a table
   std::string json_path;   // "" = none, "-" = stdout only JSON
   RankFlags ranks;
@@ -134,6 +135,9 @@ std::optional<BenchOptions> parse_options(int argc, char** argv) {
                                                   cxxopts::value<int64_t>()->default_value("10"))(
       "warmup", "untimed warm-up steps first", cxxopts::value<int64_t>()->default_value("2"))(
       "random-data", "uniform random token ids instead of the [data] train shards")(
+      "profile",
+      "also time one more step op by op (every kind of op of the model, forward and backward "
+      "apart, the optimizer's parts, data, telemetry) with each one's share of the step")(
       "peak-gflops",
       "one rank's peak GFLOP/s (its GPU or its CPU cores), for the MFU (0: [device] "
       "peak_tflops, else the GPU's from a table; none on a CPU)",
@@ -156,10 +160,13 @@ std::optional<BenchOptions> parse_options(int argc, char** argv) {
   if (o.steps < 1) fail("bench", "--steps must be at least 1, got ", o.steps);
   if (o.warmup < 0) fail("bench", "--warmup must be at least 0, got ", o.warmup);
   o.random_data = args.count("random-data") > 0;
+  o.profile = args.count("profile") > 0;
   o.peak_gflops = args["peak-gflops"].as<double>();
   if (!(o.peak_gflops >= 0) || !std::isfinite(o.peak_gflops))
-    fail("bench", "--peak-gflops must be a finite number >= 0 (0 = [device] peak_tflops or the "
-                  "GPU's), got ", o.peak_gflops);
+    fail("bench",
+         "--peak-gflops must be a finite number >= 0 (0 = [device] peak_tflops or the "
+         "GPU's), got ",
+         o.peak_gflops);
   if (args.count("json")) o.json_path = args["json"].as<std::string>();
   o.ranks = rank_flags(args);
   return o;
@@ -171,6 +178,9 @@ struct Measurement {
   std::vector<double> losses;  // every step run, warm-up and telemetry steps included, in order
   // One telemetry step's parts (the second of two: first-use costs stay out).
   double grams = 0, gradient_spectra = 0, update_recording = 0, finish = 0;
+  // --profile: one more step, op by op (its rows add up to profile_step_ms).
+  std::vector<StepProfiler::Row> profile;
+  double profile_step_ms = 0;
   double telemetry() const { return grams + gradient_spectra + update_recording + finish; }
 };
 
@@ -193,6 +203,13 @@ Measurement measure(Training& run, const BenchOptions& o, const Comm& comm) {
       v->push_back(timer.ms(p));
     m.other.push_back(std::max(0.0, m.step.back() - m.data.back() - m.forward.back() -
                                         m.backward.back() - m.optimizer.back()));
+  }
+  if (o.profile) {
+    StepProfiler profiler(run);
+    const auto t0 = Clock::now();
+    m.losses.push_back(run.step(&profiler).loss);
+    m.profile_step_ms = since_ms(t0);
+    m.profile = profiler.rows(m.profile_step_ms);
   }
   if (o.cfg.telemetry.every <= 0) return m;
   for (int rep = 0; rep < 2; ++rep) {  // telemetry calls in order: Grams per micro-batch,
@@ -274,6 +291,13 @@ nlohmann::json figures(const Training& run, const BenchOptions& o, const Measure
     j["peak_gflops"] = peak;
     j["mfu"] = gflops / (peak * world);
   }
+  if (o.profile) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const StepProfiler::Row& r : m.profile)
+      rows.push_back(
+          {{"op", r.op}, {"pass", r.pass}, {"ms", r.ms}, {"share", r.ms / m.profile_step_ms}});
+    j["profile"] = {{"step_ms", m.profile_step_ms}, {"rows", rows}};
+  }
   return j;
 }
 
@@ -330,6 +354,16 @@ void report(const nlohmann::json& j, const BenchOptions& o) {
   if (j.contains("mfu"))
     std::printf(", MFU %.1f%% of %d x %.0f GFLOP/s", 100 * ms("mfu"), world, ms("peak_gflops"));
   std::printf(")\n  peak RSS     %10.1f MiB\n", ms("peak_rss_mib"));
+  if (!j.contains("profile")) return;
+  const nlohmann::json& p = j["profile"];
+  std::printf(
+      "\nprofile of one step (%.2f ms), every op kind summed over the layers and "
+      "micro-batches:\n  %-16s %-10s %10s %7s\n",
+      p["step_ms"].get<double>(), "op", "pass", "ms", "share");
+  for (const nlohmann::json& r : p["rows"])
+    std::printf("  %-16s %-10s %10.3f %6.1f%%\n", r["op"].get<std::string>().c_str(),
+                r["pass"].get<std::string>().c_str(), r["ms"].get<double>(),
+                100 * r["share"].get<double>());
 }
 
 void write_json(const nlohmann::json& j, const std::string& path) {

@@ -66,6 +66,75 @@ void PhaseTimer::reset() {
   calls_.clear();
 }
 
+namespace {
+// The clock's pass for a phase, if its time goes to ops.
+std::optional<Pass> pass_of(Phase p) {
+  switch (p) {
+    case Phase::forward:
+      return Pass::forward;
+    case Phase::backward:
+      return Pass::backward;
+    case Phase::reduce:
+      return Pass::reduce;
+    case Phase::optimizer:
+      return Pass::optimizer;
+    default:
+      return std::nullopt;
+  }
+}
+}  // namespace
+
+StepProfiler::StepProfiler(Training& run)
+    : run_(run), clock_(make_op_clock(run.model().device(), run.model().stream())) {
+  run_.set_op_clock(clock_.get());
+}
+
+StepProfiler::~StepProfiler() {
+  run_.set_op_clock(nullptr);
+}
+
+void StepProfiler::begin(Phase p) {
+  run_.model().synchronize();
+  t0_ = now_ms();
+  if (const auto pass = pass_of(p)) clock_->begin(*pass);
+}
+
+void StepProfiler::end(Phase p) {
+  if (pass_of(p)) clock_->end();
+  run_.model().synchronize();
+  wall_ms_[size_t(p)] += now_ms() - t0_;
+}
+
+std::vector<StepProfiler::Row> StepProfiler::rows(double step_ms) {
+  const OpClock::Times ops = clock_->collect();
+  std::vector<Row> out;
+  double accounted = 0;
+  auto add = [&](Row r) {
+    accounted += r.ms;
+    if (r.ms > 0) out.push_back(std::move(r));
+  };
+  for (int ph = 0; ph < kPhases; ++ph) {
+    const Phase phase = Phase(ph);
+    const auto pass = pass_of(phase);
+    if (!pass) {
+      add({std::string(phase_name(phase)), "", wall_ms_[size_t(ph)]});
+      continue;
+    }
+    double in_ops = 0;
+    for (int op = 0; op < kOps; ++op) {
+      const double ms = ops[size_t(*pass)][size_t(op)];
+      in_ops += ms;
+      if (Op(op) != Op::other)
+        add({std::string(op_name(Op(op))), std::string(pass_name(*pass)), ms});
+    }
+    // Beyond the ops: between the marks, and (GPU) launches and host work between the events.
+    add({"other", std::string(pass_name(*pass)),
+         std::max(0.0, wall_ms_[size_t(ph)] - in_ops) + ops[size_t(*pass)][size_t(Op::other)]});
+  }
+  out.push_back({"rest", "", std::max(0.0, step_ms - accounted)});
+  return out;
+}
+
 std::string resolve_backend(const std::string& backend) {
   if (backend != "auto") return backend;
   return built_with_cuda() && cuda_device_count() > 0 ? "cuda" : "cpu";
@@ -213,8 +282,15 @@ void Training::decide_routing(StepResult& r) {
   routes_ = resolve_routing(model_->specs(), decided, cfg_.file, &warnings_);
   optimizer_ = switch_routing(*optimizer_, routes_, model_->param_slots(), decided,
                               comm_.world() > 1 ? &comm_ : nullptr, decision_->moved);
+  optimizer_->set_op_clock(clock_);
   telemetry_.set_owners(telemetry_owners(routes_, comm_.world()));
   r.routing_decision = decision_;
+}
+
+void Training::set_op_clock(OpClock* clock) {
+  clock_ = clock;
+  model_->set_op_clock(clock);
+  optimizer_->set_op_clock(clock);
 }
 
 void Training::next_batch() {

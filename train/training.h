@@ -67,6 +67,38 @@ class PhaseTimer final : public StepHooks {
   double t0_ = 0;
 };
 
+class Training;
+
+// The per-op profile of a step (`muongpt bench --profile`): the time of every kind of op of the
+// model (forward and backward apart) and of the optimizer, from the clock the model and the
+// optimizer mark (model/profile.h), and of the step's other phases (data, telemetry). It waits
+// for the device at the phase boundaries, like PhaseTimer; inside a phase the GPU's times come
+// from CUDA events, so nothing else waits.
+class StepProfiler final : public StepHooks {
+ public:
+  explicit StepProfiler(Training& run);  // attaches a clock to the run's model and optimizer
+  ~StepProfiler() override;              // detaches it
+  StepProfiler(const StepProfiler&) = delete;
+  StepProfiler& operator=(const StepProfiler&) = delete;
+  void begin(Phase p) override;
+  void end(Phase p) override;
+
+  struct Row {
+    std::string op, pass;  // pass "" for the data, telemetry and what no op took ("rest")
+    double ms = 0;
+  };
+  // The steps seen so far as rows that add up to `step_ms` (their wall-clock time): what a phase
+  // took beyond its ops' events (launches, host work) is its pass's "other"; what no phase took,
+  // "rest".
+  std::vector<Row> rows(double step_ms);
+
+ private:
+  Training& run_;
+  std::unique_ptr<OpClock> clock_;
+  std::array<double, kPhases> wall_ms_{};
+  double t0_ = 0;
+};
+
 // What one step produced.
 struct StepResult {
   double loss = 0, grad_norm = 0, lr_scale = 0, seconds = 0;
@@ -118,6 +150,10 @@ class Training {
   nlohmann::json metrics(const StepResult& r, double val_loss) const;
   std::string describe() const;  // the model line the trainer prints before step 0
 
+  // The per-op profile's clock for the model and the optimizer (null: none); it stays attached
+  // when the criterion routing replaces the optimizer.
+  void set_op_clock(OpClock* clock);
+
   Model& model() { return *model_; }
   const Model& model() const { return *model_; }
   const std::vector<Route>& routes() const { return routes_; }
@@ -144,6 +180,7 @@ class Training {
   std::vector<Route> routes_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Optimizer> optimizer_;
+  OpClock* clock_ = nullptr;
   RankTelemetry telemetry_;
   double flops_per_token_, peak_tflops_;
   std::vector<int32_t> windows_, idx_, tgt_;  // [B, T+1], [B, T], [B, T]

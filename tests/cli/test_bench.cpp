@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "testing/subprocess.h"
@@ -82,6 +83,43 @@ TEST(Bench, JsonOnStdoutAndErrors) {
   EXPECT_NE(r.out.find("muongpt: error: --rank: expected a whole number of at least 0, got 'x'"),
             std::string::npos)
       << r.out;
+}
+
+}  // namespace
+
+namespace {
+
+// --profile: one more step, op by op. Every kind of op of the model appears in both passes, the
+// optimizer's parts appear, and the ops account for the step: what no op took is under 5%.
+TEST(Bench, ProfileCoversTheStepOpByOp) {
+  Result r = run_bench("--config " + tiny_config() +
+                       " --random-data --warmup 1 --steps 1 --profile --json -");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  ASSERT_TRUE(j.contains("profile")) << j.dump(2);
+  const nlohmann::json& p = j["profile"];
+  std::set<std::string> seen;
+  double sum = 0, rest = 0;
+  for (const auto& row : p["rows"]) {
+    seen.insert(row["op"].get<std::string>() + "/" + row["pass"].get<std::string>());
+    (row["op"] == "rest" ? rest : sum) += row["ms"].get<double>();
+    EXPECT_GE(row["ms"].get<double>(), 0.0) << row;
+  }
+  for (const char* pass : {"forward", "backward"})
+    for (const char* op : {"embedding", "norm", "qkv", "qk_norm_rope", "attention", "attn_out",
+                           "mlp_in", "mlp_act", "mlp_out", "head", "loss"})
+      EXPECT_TRUE(seen.count(std::string(op) + "/" + pass)) << op << " " << pass << "\n" << p;
+  for (const char* op : {"adamw/optimizer", "muon_momentum/optimizer", "newton_schulz/optimizer",
+                         "muon_apply/optimizer", "grad_norm/reduce", "data/"})
+    EXPECT_TRUE(seen.count(op)) << op << "\n" << p;
+  const double step = p["step_ms"].get<double>();
+  EXPECT_NEAR(sum + rest, step, 1e-6 * step);
+  EXPECT_LE(rest, 0.05 * step) << p;
+  // The text form prints the same table.
+  r = run_bench("--config " + tiny_config() + " --random-data --warmup 0 --steps 1 --profile");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("profile of one step"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("newton_schulz    optimizer"), std::string::npos) << r.out;
 }
 
 }  // namespace
