@@ -41,16 +41,17 @@ if command -v flock >/dev/null 2>&1; then
   flock 9
 fi
 
-if [ ! -x "$venv/bin/python" ]; then
-  # Built aside and renamed, so that a failed attempt (no python3-venv: no ensurepip) leaves
-  # nothing that looks like an environment.
+# An environment is one whose python runs pip. Made in place (its scripts and activate name
+# their own path, so it cannot be built aside and renamed); one that python3 -m venv left
+# without pip (Debian without python3-venv) is removed again when this script made it.
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
   say "creating the Python environment $venv (python3 -m venv)"
-  rm -rf "$venv.new"
-  if ! python3 -m venv "$venv.new" >&2; then
-    rm -rf "$venv.new"
+  existed=0
+  [ -e "$venv" ] && existed=1
+  if ! python3 -m venv "$venv" >&2 || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    ((existed)) || rm -rf "$venv"
     die "python3 -m venv failed; on Debian/Ubuntu install python3-venv (bash tools/setup.sh does)"
   fi
-  mv "$venv.new" "$venv"
 fi
 
 if ((${#packages[@]})); then
