@@ -8,7 +8,8 @@
 #   DEVICE=cuda bench/compare.sh configs/speedrun-124m.toml       # GPU: bf16 on both sides
 #
 # Environment: DEVICE (cpu or cuda; default cpu), STEPS (10), WARMUP (2), BATCH (data.batch_size
-# for both sides; default: the config's), MUONGPT (build/muongpt; with DEVICE=cuda
+# for both sides; default: the config's), ACCUM (data.grad_accum for both sides; default: the
+# config's), MUONGPT (build/muongpt; with DEVICE=cuda
 # .gpu_bundle/bin/muongpt when that exists), PYTHON (python3), OURS_ARGS / TORCH_ARGS (extra
 # `muongpt bench` / train_torch.py flags, e.g. "--set telemetry.every=0" / --compile on the
 # CPU), OUT (the results file, or a folder to write it in), NOTES (a paragraph for the results
@@ -24,6 +25,7 @@ device=${DEVICE:-cpu}
 steps=${STEPS:-10}
 warmup=${WARMUP:-2}
 batch=${BATCH:-}
+accum=${ACCUM:-}
 python=${PYTHON:-python3}
 case $device in
   cpu)
@@ -46,10 +48,12 @@ case $device in
     ;;
   *) echo "compare.sh: DEVICE must be cpu or cuda, got '$device'" >&2; exit 1 ;;
 esac
-if [[ -n $batch && ! $batch =~ ^[1-9][0-9]*$ ]]; then
-  echo "compare.sh: BATCH must be a positive integer, got '$batch'" >&2
-  exit 1
-fi
+for var in BATCH ACCUM; do
+  if [[ -n ${!var:-} && ! ${!var} =~ ^[1-9][0-9]*$ ]]; then
+    echo "compare.sh: $var must be a positive integer, got '${!var}'" >&2
+    exit 1
+  fi
+done
 [[ -x $muongpt ]] || {
   echo "compare.sh: $muongpt not built (cmake --build --preset default; for the GPU:" \
     "tools/gpu_bundle.sh, or set MUONGPT)" >&2
@@ -70,6 +74,10 @@ torch_args=(tools/reference/train_torch.py --config "$config" --warmup "$warmup"
 if [[ -n $batch ]]; then
   ours_args+=(--set "data.batch_size=$batch")
   torch_args+=(--batch "$batch")
+fi
+if [[ -n $accum ]]; then
+  ours_args+=(--set "data.grad_accum=$accum")
+  torch_args+=(--grad-accum "$accum")
 fi
 if [[ $device == cuda ]]; then
   ours_args+=(--set device.backend=cuda --set "device.precision=$precision"

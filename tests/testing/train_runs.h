@@ -83,10 +83,13 @@ inline void expect_same_telemetry(const std::filesystem::path& a, const std::fil
 }
 
 #ifdef MUONGPT_MPIEXEC
-// `muongpt args` under mpirun with np ranks (root and more ranks than cores allowed).
+// `muongpt args` under mpirun with np ranks (root and more ranks than cores allowed); the
+// launcher is $MUONGPT_MPIEXEC when set (a bundle carried to the GPU machine), else the build's.
 inline CommandResult mpirun_muongpt(int np, const std::string& args, const std::string& env = "") {
+  const char* exe = std::getenv("MUONGPT_MPIEXEC");
   return run_muongpt(args, env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " +
-                               MUONGPT_MPIEXEC + " -np " + std::to_string(np) + " --oversubscribe");
+                               (exe && *exe ? exe : MUONGPT_MPIEXEC) + " -np " +
+                               std::to_string(np) + " --oversubscribe");
 }
 #endif
 

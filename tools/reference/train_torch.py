@@ -118,6 +118,8 @@ def main() -> int:
                     help="model.py attention: auto = explicit on cpu, sdpa on cuda")
     ap.add_argument("--batch", type=int, default=None,
                     help="sequences per micro-step (default: the config's data.batch_size)")
+    ap.add_argument("--grad-accum", type=int, default=None,
+                    help="micro-steps per step (default: the config's data.grad_accum)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--compile-mode", default=None,
                     help="torch.compile mode (default: torch's default)")
@@ -137,6 +139,8 @@ def main() -> int:
                          "is float32)")
     if args.batch is not None and args.batch < 1:
         raise SystemExit(f"train_torch.py: --batch must be positive, got {args.batch}")
+    if args.grad_accum is not None and args.grad_accum < 1:
+        raise SystemExit(f"train_torch.py: --grad-accum must be positive, got {args.grad_accum}")
     device = torch.device("cuda" if cuda else "cpu")
     attention = args.attention if args.attention != "auto" else ("sdpa" if cuda else "explicit")
     bf16 = dtype_name == "bf16"
@@ -148,7 +152,7 @@ def main() -> int:
     data = root.get("data", {})
     B = args.batch if args.batch is not None else int(data.get("batch_size", 8))
     T = int(data.get("seq_len", 0)) or cfg.seq_len
-    accum = int(data.get("grad_accum", 1))
+    accum = args.grad_accum if args.grad_accum is not None else int(data.get("grad_accum", 1))
     optim = root.get("optim", {})
     if optim.get("routing", "speedrun") != "speedrun" or optim.get("rules"):
         raise SystemExit("train_torch.py: only routing = \"speedrun\" without rules is supported")
