@@ -21,6 +21,7 @@
 
 #include "core/error.h"
 #include "tools/commands.h"
+#include "tools/format.h"
 #include "train/config.h"
 
 namespace muongpt {
@@ -247,10 +248,7 @@ json weight_row(const Run& r, const std::string& weight, int64_t step) {
 }
 
 std::string fmt(double v, const char* f = "%.4f") {
-  if (!std::isfinite(v)) return "-";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
+  return number_or_dash(v, f);
 }
 
 std::string join(const std::vector<std::string>& v, const char* sep) {
@@ -352,7 +350,10 @@ void print_csv(const json& runs, const json& telemetry) {
   std::printf("%s\n", line.c_str());
   for (const json& r : runs) {
     line.clear();
-    for (size_t i = 0; i < cols.size(); ++i) line += (i ? "," : "") + csv_cell(r[cols[i]]);
+    for (size_t i = 0; i < cols.size(); ++i) {
+      if (i) line += ',';
+      line += csv_cell(r[cols[i]]);
+    }
     std::printf("%s\n", line.c_str());
   }
   if (telemetry.is_null()) return;
@@ -361,7 +362,7 @@ void print_csv(const json& runs, const json& telemetry) {
     line = std::to_string(telemetry["step"].get<long long>());
     for (const char* k :
          {"weight", "run", "optimizer", "input", "st_input", "grad_nr", "ratio", "update_st"})
-      line += "," + csv_cell(w.contains(k) ? w[k] : json());
+      line.append(",").append(csv_cell(w.contains(k) ? w[k] : json()));
     std::printf("%s\n", line.c_str());
   }
 }

@@ -1,6 +1,7 @@
 // Number formatting for the tools' console output.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -40,6 +41,15 @@ inline std::string human_seconds(double s) {
     std::snprintf(buf, sizeof(buf), "%dm%02ds", int(s) / 60, int(s) % 60);
   else
     std::snprintf(buf, sizeof(buf), "%dh%02dm", int(s) / 3600, (int(s) / 60) % 60);
+  return buf;
+}
+
+// A table cell: v printed with the printf format f ("%.4f"), or "-" when v is not finite (a
+// value a run does not have).
+inline std::string number_or_dash(double v, const char* f) {
+  if (!std::isfinite(v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
   return buf;
 }
 

@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "tools/commands.h"
+#include "tools/format.h"
 
 namespace muongpt {
 
@@ -90,10 +91,7 @@ double first_value(const std::vector<json>& records, std::initializer_list<const
 }
 
 std::string cell(double v, const char* f = "%.2f") {
-  if (!std::isfinite(v)) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
+  return number_or_dash(v, f);
 }
 
 // "blocks.2..." before "blocks.10...", and blocks before the head.

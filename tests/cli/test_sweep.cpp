@@ -12,6 +12,7 @@
 
 #include "testing/subprocess.h"
 #include "testing/tiny_run.h"
+#include "testing/train_runs.h"
 
 namespace muongpt {
 namespace {
@@ -20,12 +21,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Result = testing::CommandResult;
 
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> out;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
-  return out;
-}
+using testing::read_jsonl;
 
 std::vector<double> losses(const fs::path& run) {
   std::vector<double> out;

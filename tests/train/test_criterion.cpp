@@ -18,6 +18,7 @@
 #include "testing/model_util.h"
 #include "testing/subprocess.h"
 #include "testing/tiny_run.h"
+#include "testing/train_runs.h"
 #include "train/checkpoint.h"
 #include "train/criterion.h"
 
@@ -28,12 +29,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Result = testing::CommandResult;
 
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> out;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
-  return out;
-}
+using testing::read_jsonl;
 
 // The probe's arithmetic: the mean of the numeric ratios of each candidate, nulls skipped.
 TEST(Criterion, TheDecisionFollowsTheMeanRatios) {

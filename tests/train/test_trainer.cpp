@@ -20,6 +20,7 @@
 #include "data/shard.h"
 #include "testing/subprocess.h"
 #include "testing/tiny_run.h"
+#include "testing/train_runs.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 
@@ -34,12 +35,7 @@ Result run(const std::string& args, const std::string& env = "") {
   return testing::run_muongpt(args, env);
 }
 
-std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
+using testing::read_jsonl;
 
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
