@@ -335,7 +335,10 @@ void report(const nlohmann::json& j, const BenchOptions& o) {
     std::printf("  communication %9.2f ms  (collectives, in optimizer and other above)\n",
                 ms("communication_ms"));
   else if (world > 1)
-    std::printf("  communication      n/a  (NCCL runs on the model's stream: not separable)\n");
+    std::printf(
+        "  communication      n/a  (%s: collectives in the model's stream order, not timed "
+        "apart)\n",
+        j["comm"].get<std::string>().c_str());
   if (cfg.telemetry.every > 0) {
     std::printf(
         "  telemetry    %10.2f ms per telemetry step; every %lld: %lld of %lld steps, "
