@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "tools/commands.h"
 #include "tools/format.h"
+#include "tools/run_files.h"
 #include "train/config.h"
 
 namespace muongpt {
@@ -31,46 +32,8 @@ using json = nlohmann::json;
 
 namespace {
 
-// One JSON object per line; a partial last line (a run writing it) is skipped, any other bad
-// line is an error naming the file and line.
-std::vector<json> read_jsonl(const fs::path& path, bool required) {
-  std::ifstream in(path);
-  if (!in) {
-    if (required) fail(path.string(), "missing");
-    return {};
-  }
-  std::vector<json> out;
-  int line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.empty()) continue;
-    json rec = json::parse(line, nullptr, false);
-    if (!rec.is_object() || !rec.contains("step") || !rec["step"].is_number_integer()) {
-      if (in.eof()) break;  // not yet finished by the writer
-      fail(path.string(), "line ", line_no, " is not a record of a run");
-    }
-    out.push_back(std::move(rec));
-  }
-  return out;
-}
-
 double number(const json& j, const char* key) {
   return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
-}
-
-// routing.tsv: parameter name -> "optimizer/dualizer".
-std::map<std::string, std::string> read_routing(const fs::path& path) {
-  std::map<std::string, std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::vector<std::string> cells;
-    std::stringstream ss(line);
-    for (std::string c; std::getline(ss, c, '\t');) cells.push_back(c);
-    if (cells.size() >= 4) out[cells[0]] = cells[2] + (cells[3] == "-" ? "" : "/" + cells[3]);
-  }
-  return out;
 }
 
 struct Run {
@@ -97,8 +60,11 @@ Run read_run(const fs::path& dir, const std::string& label) {
   r.label = label;
   r.cfg = load_run_config((dir / "config.toml").string());
   r.values = config_values(r.cfg);
-  r.metrics = read_jsonl(dir / "metrics.jsonl", true);
-  r.ranks = read_jsonl(dir / "ranks.jsonl", false);
+  auto metrics = read_run_records(dir / "metrics.jsonl", "a record of a run");
+  if (!metrics) fail((dir / "metrics.jsonl").string(), "missing");
+  r.metrics = std::move(*metrics);
+  r.ranks =
+      read_run_records(dir / "ranks.jsonl", "a record of a run").value_or(std::vector<json>{});
   r.routing = read_routing(dir / "routing.tsv");
   if (fs::is_regular_file(dir / "routing.json"))
     r.decision = json::parse(std::ifstream(dir / "routing.json"), nullptr, false);

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "tools/commands.h"
 #include "tools/format.h"
+#include "tools/run_files.h"
 
 namespace muongpt {
 
@@ -26,45 +27,15 @@ namespace {
 
 using json = nlohmann::json;
 
-std::vector<json> read_records(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail(path, "missing (was the run trained with [telemetry] every > 0?)");
-  std::vector<json> out;
-  int line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.empty()) continue;
-    json rec = json::parse(line, nullptr, false);
-    if (!rec.is_object() || !rec.contains("step") || !rec["step"].is_number_integer() ||
-        !rec.contains("act") || !rec["act"].is_object() || !rec.contains("weights") ||
-        !rec["weights"].is_object()) {
-      // A run killed mid-write can leave a partial last line (no newline yet): skip it, refuse
-      // anything else.
-      if (in.eof()) break;
-      fail(path, "line ", line_no, " is not a telemetry record");
-    }
-    out.push_back(std::move(rec));
-  }
-  if (out.empty()) fail(path, "holds no telemetry record yet");
-  return out;
-}
-
-// name -> optimizer (and dualizer) from routing.tsv, when the run has one.
-std::map<std::string, std::string> read_routing(const std::string& path) {
-  std::map<std::string, std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::stringstream ss(line);
-    std::string name, shape, opt, dual;
-    std::getline(ss, name, '\t');
-    std::getline(ss, shape, '\t');
-    std::getline(ss, opt, '\t');
-    std::getline(ss, dual, '\t');
-    out[name] = dual.empty() ? opt : opt + "/" + dual;
-  }
-  return out;
+// A run's ranks.jsonl: at least one record, each with its activations and weights.
+std::vector<json> read_telemetry(const std::filesystem::path& path) {
+  auto records = read_run_records(path, "a telemetry record", [](const json& r) {
+    return r.contains("act") && r["act"].is_object() && r.contains("weights") &&
+           r["weights"].is_object();
+  });
+  if (!records) fail(path.string(), "missing (was the run trained with [telemetry] every > 0?)");
+  if (records->empty()) fail(path.string(), "holds no telemetry record yet");
+  return std::move(*records);
 }
 
 double get(const json& j, std::initializer_list<const char*> path) {
@@ -277,8 +248,9 @@ int cmd_ranks(int argc, char** argv) {
   const std::optional<RanksOptions> o = parse_ranks_options(argc, argv);
   if (!o) return 0;  // --help
   if (!std::filesystem::is_directory(o->run)) fail(o->run, "not a run directory");
-  const auto records = read_records((std::filesystem::path(o->run) / "ranks.jsonl").string());
-  const auto routing = read_routing((std::filesystem::path(o->run) / "routing.tsv").string());
+  const std::filesystem::path run(o->run);
+  const auto records = read_telemetry(run / "ranks.jsonl");
+  const auto routing = read_routing(run / "routing.tsv");
   const json& chosen = o->step ? record_at_step(records, *o->step, o->run) : records.back();
   if (o->csv) {
     std::vector<const json*> rows;
