@@ -261,14 +261,7 @@ class GptCuda final : public Model {
                                     rope_cos_, rope_sin_, B_, T_, H, dh, s);  // → [B, T, H, dh]
       lap(clock_, Op::qkv);
 
-      // d{wq, wk, wv} += d{q, k, v}ᵀ · attn_in: one batched GEMM, fp32 accumulation into grads_.
-      gemm_cuda(s, true, false, d, d, N, 1.f, dqkv_, d, a.attn_in, d, 1.f, g.wq, d, kAb, DType::f32,
-                GemmBatch{3, N * d, 0, d * d});
-      // d(attn_in) = dq·wq + dk·wk + dv·wv, summed in fp32, rounded to T once.
-      for (int64_t i = 0; i < 3; ++i)
-        gemm_cuda(s, false, false, N, d, d, 1.f, dqkv_ + i * N * d, d, w.wq + i * d * d, d,
-                  i == 0 ? 0.f : 1.f, da_f32_, d, kAb, DType::f32);
-      if constexpr (kIsBf16<T>) convert(da_, DType::bf16, da_f32_, DType::f32, N * d, s);
+      stacked_linear_grad(g.wq, dqkv_, a.attn_in, w.wq, 3, d, d);  // wq, wk, wv; da_ = d(attn_in)
       lap(clock_, Op::norm);
       rmsnorm_backward_cuda<T>(dx_, g.attn_norm, da_, resid_[size_t(l)], w.attn_norm, a.attn_rstd,
                                N, d, true, dg_scratch_, s);  // dx_ = d(resid_[l])
@@ -441,14 +434,7 @@ class GptCuda final : public Model {
     T* du = dh_ + N * F;
     swiglu_backward_cuda<T>(dh_, du, dh_, a.mlp_pre, a.mlp_up, N * F, s);  // [2][N, F]: dh, du
     lap(clock_, Op::mlp_in);
-    // d{w1, w3} += d{h, u}ᵀ · mlp_in: one batched GEMM, fp32 accumulation into grads_.
-    gemm_cuda(s, true, false, F, d, N, 1.f, dh_, F, a.mlp_in, d, 1.f, g.w1, d, kAb, DType::f32,
-              GemmBatch{2, N * F, 0, F * d});
-    // d(mlp_in) = dh·w1 + du·w3, summed in fp32, rounded to T once.
-    for (int64_t i = 0; i < 2; ++i)
-      gemm_cuda(s, false, false, N, d, F, 1.f, dh_ + i * N * F, F, w.w1 + i * F * d, d,
-                i == 0 ? 0.f : 1.f, da_f32_, d, kAb, DType::f32);
-    if constexpr (kIsBf16<T>) convert(da_, DType::bf16, da_f32_, DType::f32, N * d, s);
+    stacked_linear_grad(g.w1, dh_, a.mlp_in, w.w1, 2, d, F);  // w1, w3; da_ = d(mlp_in)
   }
 
   // y [N, out] = x [N, in] · W [out, in]ᵀ.
@@ -465,6 +451,20 @@ class GptCuda final : public Model {
     gemm_cuda(stream_, true, false, out, in, tokens(), 1.f, dy, out, x, in, 1.f, dW, in, kAb,
               DType::f32);
     gemm_cuda(stream_, false, false, tokens(), in, out, 1.f, dy, out, W, in, 0.f, dx, in, kAb, kAb);
+  }
+  // k linears of one input x [N, in] whose weights W lie one after the other ([k][out, in], as
+  // their gradients dW and the outputs' gradients dy [k][N, out] do): the q, k, v projections,
+  // SwiGLU's w1 and w3. dW += dyᵀ · x for all k in one batched GEMM (fp32), and da_ = Σ dy_i · W_i,
+  // summed in fp32 (da_f32_) and rounded to T once.
+  void stacked_linear_grad(float* dW, const T* dy, const T* x, const T* W, int64_t k, int64_t in,
+                           int64_t out) {
+    const int64_t N = tokens();
+    gemm_cuda(stream_, true, false, out, in, N, 1.f, dy, out, x, in, 1.f, dW, in, kAb, DType::f32,
+              GemmBatch{k, N * out, 0, out * in});
+    for (int64_t i = 0; i < k; ++i)
+      gemm_cuda(stream_, false, false, N, in, out, 1.f, dy + i * N * out, out, W + i * out * in, in,
+                i == 0 ? 0.f : 1.f, da_f32_, in, kAb, DType::f32);
+    if constexpr (kIsBf16<T>) convert(da_, DType::bf16, da_f32_, DType::f32, N * in, stream_);
   }
 
   // Carves every buffer out of the arena. Runs twice (count, then allocate): it depends only on
