@@ -403,6 +403,7 @@ std::string Training::save_checkpoint() {
   // Everything a checkpoint holds is finite, or it is not written: the weights are checked after
   // every update, the optimizer state here (huge learning rates can overflow Adam's v alone).
   for (const SafetensorsTensor& t : optimizer_state) {
+    MG_CHECK(t.dtype == DType::f32, "optimizer state '", t.name, "' is not F32");
     const float* v = static_cast<const float*>(t.data);
     int64_t n = 1;
     for (int64_t s : t.shape) n *= s;
